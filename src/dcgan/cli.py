@@ -1,0 +1,130 @@
+"""The ``dcgan`` command: one subcommand per DVC stage after ingest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from dcgan import config
+from dcgan.cli_errors import run_main
+from dcgan.paths import DatasetPaths
+
+log = logging.getLogger("dcgan")
+
+
+def _params(args: argparse.Namespace) -> config.Params:
+    params = config.load(Path(args.params))
+    config.require_dataset(params, args.dataset)
+    return params
+
+
+def cmd_preprocess(args: argparse.Namespace) -> None:
+    from dcgan.data.preprocess import preprocess
+
+    params = _params(args)
+    data = params.data_for(args.dataset)
+    split = getattr(data, "split", "train")
+    preprocess(args.dataset, data.image_size, split)
+
+
+def _flat_params(params: config.Params, dataset: str) -> dict:
+    flat = {f"data.{k}": v for k, v in asdict(params.data_for(dataset)).items()}
+    flat.update({f"train.{k}": v for k, v in asdict(params.train[dataset]).items()})
+    flat.update({f"evaluate.{k}": v for k, v in asdict(params.evaluate[dataset]).items()})
+    return {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flat.items()}
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    import mlflow
+
+    from dcgan.tracking import mlflow_store
+    from dcgan.training.loop import train
+
+    params = _params(args)
+    paths = DatasetPaths(args.dataset)
+    uri = mlflow_store.configure()
+    experiment = mlflow_store.experiment_id(mlflow_store.experiment_name(args.dataset))
+    with mlflow.start_run(experiment_id=experiment, tags={"dataset": args.dataset, "stage": "train"}) as run:
+        mlflow_store.write_run_info(paths.run_info, run.info.run_id, uri)
+        mlflow.log_params(_flat_params(params, args.dataset))
+        mlflow.log_artifact(args.params, "config")
+        summary = train(args.dataset, params.train[args.dataset], params.data_for(args.dataset).image_size, paths, mlflow)
+        mlflow.log_artifact(str(paths.losses), "losses")
+        mlflow.set_tag("device", summary["device"])
+    log.info("MLflow run %s in %s", run.info.run_id, uri)
+
+
+def cmd_fid_stats(args: argparse.Namespace) -> None:
+    from dcgan.evaluation.evaluate import compute_real_stats
+
+    params = _params(args)
+    compute_real_stats(args.dataset, params.evaluate[args.dataset], DatasetPaths(args.dataset))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    import mlflow
+
+    from dcgan.evaluation.evaluate import evaluate
+    from dcgan.tracking import mlflow_store
+
+    params = _params(args)
+    paths = DatasetPaths(args.dataset)
+    mlflow_store.configure()
+    with mlflow.start_run(run_id=mlflow_store.read_run_id(paths.run_info)):
+        evaluate(args.dataset, params.evaluate[args.dataset], paths, mlflow)
+
+
+def cmd_register(args: argparse.Namespace) -> None:
+    import mlflow
+
+    from dcgan.tracking import mlflow_store
+    from dcgan.tracking.registry import log_generator, promote_if_better
+    from dcgan.training.checkpoint import load_generator
+
+    params = _params(args)
+    paths = DatasetPaths(args.dataset)
+    fid = json.loads(paths.metrics.read_text())["fid"]
+    mlflow_store.configure()
+    with mlflow.start_run(run_id=mlflow_store.read_run_id(paths.run_info)):
+        name, version = log_generator(load_generator(paths.checkpoint), args.dataset, fid)
+        promotion = promote_if_better(mlflow.MlflowClient(), name, version, fid, params.register.alias)
+        mlflow.set_tag("champion", str(promotion.promoted).lower())
+    record = {"model": name, "version": version, "fid": fid, "alias": params.register.alias, **asdict(promotion)}
+    paths.registration.parent.mkdir(parents=True, exist_ok=True)
+    paths.registration.write_text(json.dumps(record, indent=2))
+    state = f"now {params.register.alias}" if promotion.promoted else f"not {params.register.alias}"
+    print(f"registered {name} version {version} (FID {fid:.2f}), {state}: {promotion.reason}")
+
+
+COMMANDS = {
+    "preprocess": (cmd_preprocess, "decode, convert and resize raw images into data/prepared"),
+    "train": (cmd_train, "train the DCGAN, logging to MLflow"),
+    "fid-stats": (cmd_fid_stats, "cache Inception statistics of real images"),
+    "evaluate": (cmd_evaluate, "score the generator (FID), write the sample grid and GIF"),
+    "register": (cmd_register, "register the generator in MLflow and move the champion alias on a better FID"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dcgan", description="DCGAN pipeline stages (run by dvc repro).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (func, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("dataset", help=f"dataset to process: {', '.join(config.DATASETS)}")
+        cmd.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+        cmd.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    run_main(lambda: args.func(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Steps of the ingest flow: fetch raw data, describe it, validate the description."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from dcgan.config import AnimeData, MnistData
+from dcgan.data import image_archive, kaggle_download, mnist_sources
+from dcgan.data.expectations import ManifestRules
+from dcgan.data.manifest import archive_manifest, mnist_manifest
+from dcgan.data.mnist_idx import MNIST_FILES
+from dcgan.paths import DatasetPaths
+
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ANIME_MODES = ("RGB", "L", "LA", "P", "PA", "RGBA", "CMYK", "YCbCr", "I", "I;16", "I;16B", "I;16L")
+MAX_SIDE = 4096
+BUNDLED_COUNT = 5000
+
+
+def fetch_raw(dataset: str, cfg: MnistData | AnimeData, paths: DatasetPaths) -> Path:
+    """Fill data/raw/<dataset> from the configured source; return the folder."""
+    if isinstance(cfg, MnistData):
+        if cfg.source == "torchvision":
+            mnist_sources.fetch_torchvision(paths.raw, cfg.split, cfg.mirrors)
+        elif cfg.source == "dir":
+            mnist_sources.copy_dir(Path(cfg.path), paths.raw, cfg.split)
+        else:
+            mnist_sources.copy_bundled(paths.raw)
+    else:
+        archive = paths.raw / image_archive.ARCHIVE_NAME
+        if cfg.source == "kaggle":
+            kaggle_download.download_archive(cfg.slug, archive)
+        else:
+            image_archive.store_archive(Path(cfg.path), archive)
+    log.info("raw %s data is in %s", dataset, paths.raw)
+    return paths.raw
+
+
+def build_manifest(dataset: str, cfg: MnistData | AnimeData, paths: DatasetPaths) -> pd.DataFrame:
+    if isinstance(cfg, MnistData):
+        images, labels = mnist_sources.load_raw(paths.raw, cfg.split)
+        prefix = "bundled" if cfg.source == "bundled" else cfg.split
+        frame = mnist_manifest(images, labels, prefix)
+    else:
+        frame = archive_manifest(paths.raw / image_archive.ARCHIVE_NAME)
+    if cfg.limit is not None:
+        frame = frame.iloc[: cfg.limit]
+    return frame
+
+
+def manifest_rules(dataset: str, cfg: MnistData | AnimeData) -> ManifestRules:
+    if isinstance(cfg, MnistData):
+        expected = BUNDLED_COUNT if cfg.source == "bundled" else MNIST_FILES[cfg.split]["images"][2]
+        if cfg.limit is not None:
+            expected = min(expected, cfg.limit)
+        return ManifestRules(dataset, expected, expected, ("L",), 28, 28, (0, 9))
+    min_rows = cfg.min_images if cfg.limit is None else min(cfg.min_images, cfg.limit)
+    return ManifestRules(dataset, min_rows, None, ANIME_MODES, cfg.min_side, MAX_SIDE, None)
