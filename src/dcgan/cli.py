@@ -47,7 +47,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     params = _params(args)
     paths = DatasetPaths(args.dataset)
     uri = mlflow_store.configure()
-    experiment = mlflow_store.experiment_id(mlflow_store.experiment_name(args.dataset))
+    experiment = mlflow.set_experiment(mlflow_store.experiment_name(args.dataset)).experiment_id
     with mlflow.start_run(experiment_id=experiment, tags={"dataset": args.dataset, "stage": "train"}) as run:
         mlflow_store.write_run_info(paths.run_info, run.info.run_id, uri)
         mlflow.log_params(_flat_params(params, args.dataset))

@@ -83,8 +83,8 @@ def evaluate(dataset: str, cfg: EvaluateConfig, paths: DatasetPaths, tracker=Non
         "fid": score,
         "fid_generated_count": cfg.fid_generated_count,
         "fid_real_count": real_meta["real_count"],
-        "fid_resize": real_meta["resize"],
-        "fid_weights_sha256": real_meta["weights_sha256"],
+        "fid_resize": "bilinear",
+        "fid_weights_sha256": real_meta["weights_sha256"][:12],
         "images_seen": checkpoint["cur_nimg"],
         "epochs": checkpoint["epoch"],
     }
@@ -93,8 +93,14 @@ def evaluate(dataset: str, cfg: EvaluateConfig, paths: DatasetPaths, tracker=Non
     log.info("%s FID %.2f (%d generated vs %d real)", dataset, score, cfg.fid_generated_count, real_meta["real_count"])
     if tracker:
         tracker.log_metric("fid", score, step=checkpoint["cur_nimg"])
-        tracker.log_params({"fid_generated_count": cfg.fid_generated_count, "fid_real_count": real_meta["real_count"],
-                            "fid_resize": real_meta["resize"]})
+        tracker.log_params(
+            {
+                "fid_generated_count": cfg.fid_generated_count,
+                "fid_real_count": real_meta["real_count"],
+                "fid_resize": real_meta["resize"],
+                "fid_weights_sha256": real_meta["weights_sha256"],
+            }
+        )
         tracker.log_artifact(str(paths.sample_grid), "samples")
         tracker.log_artifact(str(paths.progress_gif), "samples")
         tracker.log_artifact(str(paths.metrics), "metrics")

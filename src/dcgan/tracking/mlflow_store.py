@@ -8,7 +8,6 @@ from pathlib import Path
 
 STORE = Path("mlruns")
 DATABASE = STORE / "mlflow.db"
-ARTIFACTS = STORE / "artifacts"
 
 
 def tracking_uri() -> str:
@@ -16,34 +15,27 @@ def tracking_uri() -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
+    DATABASE.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{DATABASE.resolve()}"
 
 
 def configure() -> str:
-    """Point MLflow's tracking and registry at the project store; return the URI."""
+    """Point MLflow's tracking and registry at the same store; return its URI.
+
+    With the SQLite store MLflow keeps each experiment's artifacts beside the
+    database, in mlruns/<experiment id>/.
+    """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
     uri = tracking_uri()
-    if uri.startswith("sqlite:///") and "MLFLOW_TRACKING_URI" not in os.environ:
-        DATABASE.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
 
 
-def experiment_id(name: str) -> str:
-    """Get or create the experiment, storing its artifacts under mlruns/artifacts for the local store."""
-    import mlflow
-
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = None
-    if "MLFLOW_TRACKING_URI" not in os.environ:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        location = ARTIFACTS.resolve().as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+def experiment_name(dataset: str) -> str:
+    return f"dcgan-{dataset}"
 
 
 def write_run_info(path: Path, run_id: str, uri: str) -> None:
@@ -53,7 +45,3 @@ def write_run_info(path: Path, run_id: str, uri: str) -> None:
 
 def read_run_id(path: Path) -> str:
     return json.loads(path.read_text())["run_id"]
-
-
-def experiment_name(dataset: str) -> str:
-    return f"dcgan-{dataset}"

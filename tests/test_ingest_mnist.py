@@ -1,0 +1,113 @@
+"""The ingest flow on real MNIST files: torchvision download, a folder, the bundled digits."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import MNIST_DIR, run, tiny_params, write_params
+from dcgan.errors import DataValidationError, UserError
+
+
+def set_mnist(project, **values) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"]["mnist"].update(values)
+    write_params(project, params)
+
+
+def test_dir_source_real_test_split(project, ingest_flow):
+    result = ingest_flow("mnist")
+
+    assert result == {"dataset": "mnist", "rows": 300, "success": True}
+    assert sorted(p.name for p in (project / "data/raw/mnist").iterdir()) == [
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]
+    manifest = pd.read_csv(project / "data/validation/mnist/manifest.csv")
+    assert list(manifest.columns[:7]) == ["name", "width", "height", "mode", "bytes", "sha256", "label"]
+    assert (manifest["width"] == 28).all()
+    assert (manifest["mode"] == "L").all()
+    assert manifest["label"].between(0, 9).all()
+    report = json.loads((project / "data/validation/mnist/report.json").read_text())
+    assert report["success"] is True
+    assert (project / "data/validation/mnist/gx/uncommitted/data_docs/local_site/index.html").is_file()
+
+
+def test_torchvision_source_from_loopback_mirror(project, ingest_flow, file_server):
+    mirror = file_server(MNIST_DIR)
+    set_mnist(project, source="torchvision", path=None, mirrors=["http://127.0.0.1:9/", mirror])
+
+    result = ingest_flow("mnist")
+
+    assert result["rows"] == 300
+    raw = project / "data/raw/mnist"
+    assert sorted(p.name for p in raw.iterdir()) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    assert (raw / "t10k-images-idx3-ubyte.gz").read_bytes() == (MNIST_DIR / "t10k-images-idx3-ubyte.gz").read_bytes()
+
+
+def test_bundled_source_has_5000_digits(project, ingest_flow):
+    set_mnist(project, source="bundled", path=None, limit=None)
+
+    result = ingest_flow("mnist")
+
+    assert result["rows"] == 5000
+    manifest = pd.read_csv(project / "data/validation/mnist/manifest.csv")
+    assert manifest["label"].nunique() == 10
+
+
+def test_damaged_file_rejected_by_md5(project, ingest_flow, tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(MNIST_DIR, damaged)
+    labels = damaged / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:-100])
+    set_mnist(project, path=str(damaged))
+
+    with pytest.raises(UserError) as info:
+        ingest_flow("mnist")
+
+    assert "t10k-labels-idx1-ubyte.gz" in str(info.value)
+    assert "md5" in str(info.value)
+
+
+def test_missing_input_folder_is_named(project, tmp_path):
+    missing = tmp_path / "no-such-folder"
+    set_mnist(project, path=str(missing))
+
+    result = run(["python", "flows/ingest.py", "mnist"], cwd=project, check=False)
+
+    assert result.returncode == 2
+    assert f"data.mnist.path = '{missing}': folder not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_failed_expectation_stops_and_keeps_report(project, ingest_flow):
+    # 300 real digits, but the suite expects the whole 10,000-image split when no limit is set.
+    params = tiny_params()
+    params["data"]["mnist"]["limit"] = None
+    write_params(project, params)
+    from dcgan.data import ingest as steps
+
+    original = steps.manifest_rules
+
+    def strict_rules(dataset, cfg):
+        rules = original(dataset, cfg)
+        return type(rules)(**{**rules.__dict__, "labels": (0, 8)})
+
+    steps.manifest_rules = strict_rules
+    try:
+        with pytest.raises(DataValidationError) as info:
+            ingest_flow("mnist")
+    finally:
+        steps.manifest_rules = original
+
+    message = str(info.value)
+    assert "expect_column_values_to_be_between" in message
+    assert "label" in message
+    report = json.loads((project / "data/validation/mnist/report.json").read_text())
+    assert report["success"] is False
+    assert any("label" in failure for failure in report["failed_expectations"])
+    assert (project / "data/validation/mnist/gx/uncommitted/data_docs/local_site/index.html").is_file()
