@@ -35,7 +35,7 @@ def champion_fid(client, name: str, alias: str) -> tuple[str | None, float | Non
     except MlflowException:
         return None, None
     fid = version.tags.get("fid")
-    return version.version, (float(fid) if fid is not None else None)
+    return str(version.version), (float(fid) if fid is not None else None)
 
 
 def promote_if_better(client, name: str, version: str, fid: float, alias: str) -> Promotion:
