@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ManifestRules:
-    """What a valid manifest looks like for one dataset and source."""
+    """Expected row count, modes, side lengths and label range of one dataset's manifest."""
 
     dataset: str
     min_rows: int
@@ -32,7 +32,7 @@ class ManifestRules:
 def _expectations(rules: ManifestRules) -> list:
     import great_expectations as gx
 
-    # Mode and size mean nothing for a file that did not decode; the decodable
+    # Mode and size mean nothing for a file that did not decode. The decodable
     # expectation reports those files, so the others look only at decoded rows.
     decoded = {"row_condition": "decodable==True", "condition_parser": "pandas"}
     items = [

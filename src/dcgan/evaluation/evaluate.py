@@ -12,10 +12,12 @@ from dcgan.config import EvaluateConfig
 from dcgan.evaluation import fid
 from dcgan.evaluation.images import save_progress_gif, save_sample_grid
 from dcgan.paths import DatasetPaths
-from dcgan.training.checkpoint import load_checkpoint, load_generator
+from dcgan.training.checkpoint import generator_from_state, load_checkpoint
 from dcgan.training.loop import select_device
 
 log = logging.getLogger(__name__)
+
+GRID_SAMPLES = 64
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -60,23 +62,18 @@ def generate(generator: torch.nn.Module, count: int, batch_size: int, seed: int,
 def evaluate(dataset: str, cfg: EvaluateConfig, paths: DatasetPaths, tracker=None) -> dict:
     """Score the trained generator; write metrics JSON, the sample grid and the training GIF."""
     device = select_device("auto")
-    generator = load_generator(paths.checkpoint).to(device)
     checkpoint = load_checkpoint(paths.checkpoint)
+    generator = generator_from_state(checkpoint).to(device)
     metric = fid.new_metric(device)
     real_meta = fid.load_real_stats(metric, paths.fid_stats)
 
-    first = []
-
-    def quantized():
-        for batch in generate(generator, cfg.fid_generated_count, cfg.batch_size, cfg.seed, device):
-            if not first:
-                first.append(batch[:64].cpu())
-            yield to_uint8(batch)
-
-    fid.add_images(metric, quantized(), real=False, total=cfg.fid_generated_count, desc=f"FID generated {dataset}")
+    batches = generate(generator, cfg.fid_generated_count, cfg.batch_size, cfg.seed, device)
+    fid.add_images(metric, map(to_uint8, batches), real=False, total=cfg.fid_generated_count,
+                   desc=f"FID generated {dataset}")
     score = float(metric.compute())
 
-    save_sample_grid(first[0], paths.sample_grid)
+    grid_images = next(generate(generator, GRID_SAMPLES, GRID_SAMPLES, cfg.seed, device))
+    save_sample_grid(grid_images.cpu(), paths.sample_grid)
     grids = sorted(paths.grids.glob("epoch_*.png"))
     save_progress_gif(grids, paths.progress_gif)
     metrics = {

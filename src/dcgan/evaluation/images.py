@@ -8,6 +8,8 @@ import torch
 from PIL import Image
 from torchvision.utils import save_image
 
+from dcgan.errors import UserError
+
 
 def save_sample_grid(fake: torch.Tensor, path: Path, nrow: int = 8) -> Path:
     """Save images in [-1, 1] as one grid PNG."""
@@ -19,7 +21,7 @@ def save_sample_grid(fake: torch.Tensor, path: Path, nrow: int = 8) -> Path:
 def save_progress_gif(grids: list[Path], path: Path, frame_ms: int = 400) -> Path:
     """Join the per-epoch fixed-noise grids into one looping GIF; the last frame stays longer."""
     if not grids:
-        raise FileNotFoundError("no epoch grids to animate")
+        raise UserError("no per-epoch grids found for the training GIF; run the train stage again")
     frames = [Image.open(p).convert("RGB") for p in grids]
     durations = [frame_ms] * (len(frames) - 1) + [frame_ms * 5]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Where MLflow keeps runs and models: mlruns/ (SQLite plus artifacts) unless MLFLOW_TRACKING_URI says otherwise."""
+"""MLflow store location: mlruns/ (SQLite database plus artifacts), overridden by MLFLOW_TRACKING_URI."""
 
 from __future__ import annotations
 

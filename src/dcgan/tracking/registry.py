@@ -27,7 +27,7 @@ class Promotion:
 
 
 def champion_fid(client, name: str, alias: str) -> tuple[str | None, float | None]:
-    """Return (version, FID) of the model version that holds ``alias``, or (None, None)."""
+    """Return (version, FID) of the model version with ``alias``, or (None, None)."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -39,7 +39,7 @@ def champion_fid(client, name: str, alias: str) -> tuple[str | None, float | Non
 
 
 def promote_if_better(client, name: str, version: str, fid: float, alias: str) -> Promotion:
-    """Point ``alias`` at ``version`` when its FID is lower than the current holder's, or nobody holds it."""
+    """Point ``alias`` at ``version`` when its FID is lower than the current champion's, or no version has the alias."""
     previous_version, previous_fid = champion_fid(client, name, alias)
     if previous_version is not None and previous_fid is not None and not fid < previous_fid:
         reason = f"FID {fid:.3f} does not beat {alias} v{previous_version} at {previous_fid:.3f}"

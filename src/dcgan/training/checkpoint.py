@@ -26,7 +26,11 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def load_generator(path: Path) -> Generator:
-    state = load_checkpoint(path)
+    return generator_from_state(load_checkpoint(path))
+
+
+def generator_from_state(state: dict) -> Generator:
+    """Rebuild the generator from a checkpoint's hyper-parameters and weights, in eval mode."""
     generator = Generator(ModelConfig(**state["model_config"]))
     generator.load_state_dict(state["generator"])
     return generator.eval()

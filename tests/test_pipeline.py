@@ -1,0 +1,56 @@
+"""`dvc repro` of the whole pipeline, both datasets, on real data with a tiny budget."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+from PIL import Image
+
+from conftest import run
+
+
+def test_dvc_repro_whole_pipeline(project):
+    run(["git", "init", "-q"], cwd=project)
+    run(["dvc", "init", "-q"], cwd=project)
+
+    run(["dvc", "repro"], cwd=project)
+
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], cwd=project).stdout)
+    values = next(iter(metrics.values()))["data"]
+    for dataset in ("mnist", "anime"):
+        scores = values[f"data/metrics/{dataset}/metrics.json"]["data"]
+        assert scores["fid"] > 0
+        assert scores["fid_generated_count"] == 40
+        assert scores["fid_real_count"] == 40
+        assert scores["fid_resize"] == "bilinear"
+        assert scores["images_seen"] > 0
+        side = 32 if dataset == "mnist" else 64
+        grid = Image.open(project / f"data/eval/{dataset}/samples.png")
+        assert grid.size == (8 * (side + 2) + 2, 8 * (side + 2) + 2)
+        gif = Image.open(project / f"data/eval/{dataset}/training.gif")
+        assert gif.n_frames == 2
+        registration = json.loads((project / f"data/registry/{dataset}/registration.json").read_text())
+        assert registration["promoted"] is True
+
+    plots = run(["dvc", "plots", "show", "--json"], cwd=project).stdout
+    assert "loss_d" in plots
+    assert "anime/losses.csv" in plots
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    for dataset in ("mnist", "anime"):
+        champion = client.get_model_version_by_alias(f"dcgan-{dataset}", "champion")
+        run_data = client.get_run(champion.run_id).data
+        assert run_data.params["train.epochs"] == "2"
+        assert run_data.params["device"] == "cpu"
+        assert "fid" in run_data.metrics
+        history = client.get_metric_history(champion.run_id, "loss_d")
+        assert len(history) >= 2
+        artifacts = {a.path for a in client.list_artifacts(champion.run_id)}
+        assert {"grids", "samples", "losses", "config"} <= artifacts
+        samples = {a.path for a in client.list_artifacts(champion.run_id, "samples")}
+        assert samples == {"samples/samples.png", "samples/training.gif"}
+
+    status = run(["dvc", "status"], cwd=project)
+    assert "Data and pipelines are up to date" in status.stdout
