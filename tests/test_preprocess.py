@@ -95,5 +95,6 @@ def test_real_mnist_resized_to_32(project, ingest_flow):
     images = np.load(project / "data/prepared/mnist/images.npy")
     labels = np.load(project / "data/prepared/mnist/labels.npy")
     assert images.shape == (300, 1, 32, 32)
-    assert labels.min() >= 0 and labels.max() <= 9
+    assert labels.min() >= 0
+    assert labels.max() <= 9
     assert 0.05 < stats["mean"][0] < 0.3
