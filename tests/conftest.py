@@ -25,16 +25,27 @@ for name, value in {
     os.environ[name] = value
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
+# Real images for the tests: ../shared/data beside the checkout, or $DCGAN_TEST_DATA.
+SHARED_DATA = Path(os.environ.get("DCGAN_TEST_DATA") or REPO.parent / "shared" / "data").resolve()
 ANIME_ZIP = SHARED_DATA / "animefaces" / "archive.zip"
 MNIST_DIR = SHARED_DATA / "mnist"
 BIN = Path(sys.executable).parent
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop before any test when the real data is missing, with one message that says where to put it."""
+    missing = [p for p in (ANIME_ZIP, MNIST_DIR / "t10k-images-idx3-ubyte.gz", MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
+               if not p.is_file()]
+    if missing:
+        pytest.exit(
+            f"real test data not found: {missing[0]}; put the data folder at ../shared/data beside the "
+            "checkout or set DCGAN_TEST_DATA to it",
+            returncode=4,
+        )
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not ANIME_ZIP.is_file() or not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.fail(f"real test data not found under {SHARED_DATA}; the tests need ../shared/data")
     return SHARED_DATA
 
 
