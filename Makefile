@@ -27,14 +27,15 @@ demo: install
 	dvc exp run $(DEMO_PARAMS) register@mnist
 	@echo
 	@echo "Demo finished. Look at:"
-	@echo "  FID and protocol:     dvc metrics show   (data/metrics/mnist/metrics.json)"
+	@echo "  FID and protocol:     $(VENV)/bin/dvc metrics show data/metrics/mnist/metrics.json"
 	@echo "  8x8 sample grid:      data/eval/mnist/samples.png"
 	@echo "  training GIF:         data/eval/mnist/training.gif"
 	@echo "  per-epoch grids:      data/train/mnist/grids/"
-	@echo "  loss curves:          dvc plots show"
+	@echo "  loss curves:          $(VENV)/bin/dvc plots show data/plots/mnist/losses.csv"
 	@echo "  registered model:     data/registry/mnist/registration.json"
 	@echo "  MLflow UI:            $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db"
-	@echo "params.yaml now holds the demo values; 'git checkout params.yaml' restores the full settings."
+	@echo "The demo values are now in params.yaml and dvc.lock records the run;"
+	@echo "'git checkout params.yaml' restores the full settings."
 
 test: install
 	$(BIN)/python -m pytest

@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     dataset = args[0]
     params = config.load()
     config.require_dataset(params, dataset)
+    steps.check_inputs(dataset, params.data_for(dataset))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     ingest(dataset)
 

@@ -43,7 +43,7 @@ def test_architecture_follows_dcgan():
     assert discriminator.main[1].negative_slope == 0.2
     assert sum(isinstance(m, nn.BatchNorm2d) for m in discriminator.modules()) == 3
     convs = [m for m in generator.modules() if isinstance(m, nn.ConvTranspose2d)]
-    weights = torch.cat([c.weight.flatten() for c in convs])
+    weights = torch.cat([c.weight.detach().flatten() for c in convs])
     assert abs(float(weights.mean())) < 1e-3
     assert float(weights.std()) == pytest.approx(0.02, rel=0.05)
 

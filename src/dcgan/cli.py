@@ -123,7 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    run_main(lambda: args.func(args))
+
+    def checked() -> None:
+        # Reject bad params before the stage imports torch and MLflow.
+        _params(args)
+        args.func(args)
+
+    run_main(checked)
 
 
 if __name__ == "__main__":

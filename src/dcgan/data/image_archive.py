@@ -23,10 +23,6 @@ def is_image_name(name: str) -> bool:
 
 def store_archive(source: Path, dest: Path) -> Path:
     """Copy a zip, or pack a folder of images into a stored zip, at ``dest``."""
-    if not source.exists():
-        raise UserError(
-            f"data.anime.path = {str(source)!r}: not found; point it at the Kaggle zip or a folder of images"
-        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     if source.is_file():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pandas as pd
 
@@ -11,9 +12,8 @@ from dcgan.data import image_archive, kaggle_download, mnist_sources
 from dcgan.data.expectations import ManifestRules
 from dcgan.data.manifest import archive_manifest, mnist_manifest
 from dcgan.data.mnist_idx import MNIST_FILES
+from dcgan.errors import UserError
 from dcgan.paths import DatasetPaths
-
-from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ BUNDLED_COUNT = 5000
 
 def fetch_raw(dataset: str, cfg: MnistData | AnimeData, paths: DatasetPaths) -> Path:
     """Fill data/raw/<dataset> from the configured source; return the folder."""
+    check_inputs(dataset, cfg)
     if isinstance(cfg, MnistData):
         if cfg.source == "torchvision":
             mnist_sources.fetch_torchvision(paths.raw, cfg.split, cfg.mirrors)
@@ -39,6 +40,22 @@ def fetch_raw(dataset: str, cfg: MnistData | AnimeData, paths: DatasetPaths) -> 
             image_archive.store_archive(Path(cfg.path), archive)
     log.info("raw %s data is in %s", dataset, paths.raw)
     return paths.raw
+
+
+def check_inputs(dataset: str, cfg: MnistData | AnimeData) -> None:
+    """Reject a missing input path before the flow starts."""
+    if cfg.source not in ("dir", "archive"):
+        return
+    path = Path(cfg.path)
+    if cfg.source == "dir" and not path.is_dir():
+        raise UserError(
+            f"data.{dataset}.path = {cfg.path!r}: folder not found; "
+            "point it at a folder holding the official *-ubyte.gz files"
+        )
+    if cfg.source == "archive" and not path.exists():
+        raise UserError(
+            f"data.{dataset}.path = {cfg.path!r}: not found; point it at the Kaggle zip or a folder of images"
+        )
 
 
 def build_manifest(dataset: str, cfg: MnistData | AnimeData, paths: DatasetPaths) -> pd.DataFrame:

@@ -46,10 +46,10 @@ def promote_if_better(client, name: str, version: str, fid: float, alias: str) -
         log.info("%s v%s stays unpromoted: %s", name, version, reason)
         return Promotion(False, previous_version, previous_fid, reason)
     client.set_registered_model_alias(name, alias, version)
-    reason = (
-        f"no {alias} yet" if previous_version is None
-        else f"FID {fid:.3f} beats v{previous_version}'s {previous_fid}"
-    )
+    if previous_version is None:
+        reason = f"no version had the {alias} alias before"
+    else:
+        reason = f"FID {fid:.3f} beats v{previous_version}'s {previous_fid:.3f}"
     log.info("%s v%s is now %s: %s", name, version, alias, reason)
     return Promotion(True, previous_version, previous_fid, reason)
 
