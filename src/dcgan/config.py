@@ -97,7 +97,10 @@ def _type_name(annotation: Any) -> str:
     if annotation is bool:
         return "true or false"
     if origin is list:
-        return f"a list of {_type_name(typing.get_args(annotation)[0]).removeprefix('a ').removeprefix('an ')}s"
+        (inner,) = typing.get_args(annotation)
+        if typing.get_origin(inner) is Literal:
+            return "a list of values from " + ", ".join(repr(v) for v in typing.get_args(inner))
+        return f"a list of {_type_name(inner).removeprefix('a ').removeprefix('an ')}s"
     if origin is Literal:
         return "one of " + ", ".join(repr(v) for v in typing.get_args(annotation))
     if origin in (typing.Union, types.UnionType):

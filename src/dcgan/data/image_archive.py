@@ -56,7 +56,7 @@ def iter_images(archive_path: Path, limit: int | None = None) -> Iterator[tuple[
         raise UserError(f"{archive_path}: damaged zip archive ({exc}); delete it and ingest again") from None
 
 
-def read_image(archive_path: Path, names: list[str]) -> Iterator[tuple[str, bytes]]:
+def read_entries(archive_path: Path, names: list[str]) -> Iterator[tuple[str, bytes]]:
     """Yield (name, bytes) for the given entries of the archive."""
     with zipfile.ZipFile(archive_path) as archive:
         for name in names:

@@ -63,11 +63,9 @@ def build_manifest(dataset: str, cfg: MnistData | AnimeData, paths: DatasetPaths
         images, labels = mnist_sources.load_raw(paths.raw, cfg.split)
         prefix = "bundled" if cfg.source == "bundled" else cfg.split
         frame = mnist_manifest(images, labels, prefix)
-    else:
-        frame = archive_manifest(paths.raw / image_archive.ARCHIVE_NAME)
-    if cfg.limit is not None:
-        frame = frame.iloc[: cfg.limit]
-    return frame
+        return frame if cfg.limit is None else frame.iloc[: cfg.limit]
+    # With a limit only the first entries by name are read and decoded.
+    return archive_manifest(paths.raw / image_archive.ARCHIVE_NAME, cfg.limit)
 
 
 def manifest_rules(dataset: str, cfg: MnistData | AnimeData) -> ManifestRules:

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from dcgan.data.image_archive import ARCHIVE_NAME, read_image
+from dcgan.data.image_archive import ARCHIVE_NAME, read_entries
 from dcgan.data.manifest import read_manifest
 from dcgan.data.mnist_sources import load_raw
 from dcgan.paths import CHANNELS, DatasetPaths
@@ -77,7 +77,7 @@ def preprocess(dataset: str, image_size: int, split: str = "train", paths: Datas
     if dataset == "mnist":
         sources, labels = _mnist_images(paths, names, split)
     else:
-        sources = (payload for _, payload in read_image(paths.raw / ARCHIVE_NAME, names))
+        sources = (payload for _, payload in read_entries(paths.raw / ARCHIVE_NAME, names))
         labels = np.full(len(names), -1, dtype=np.int64)
 
     images = np.empty((len(names), channels, image_size, image_size), dtype=np.uint8)

@@ -27,6 +27,7 @@ LOSS_COLUMNS = ["images_seen", "loss_d", "loss_g", "d_real", "d_fake", "images_p
 
 
 def select_device(name: str) -> torch.device:
+    # NOTE: only the CPU path has run so far; the CUDA branch is untested on a GPU.
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("train.*.device = 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
     if name == "auto":
