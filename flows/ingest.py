@@ -21,15 +21,16 @@ from dcgan.data.manifest import write_manifest
 from dcgan.paths import DatasetPaths
 
 
+DataConfig = config.MnistData | config.AnimeData
+
+
 @task(name="fetch-raw")
-def fetch_raw(dataset: str, params_path: str) -> str:
-    cfg = config.load(Path(params_path)).data_for(dataset)
+def fetch_raw(dataset: str, cfg: DataConfig) -> str:
     return str(steps.fetch_raw(dataset, cfg, DatasetPaths(dataset)))
 
 
 @task(name="build-manifest")
-def build_manifest(dataset: str, params_path: str) -> pd.DataFrame:
-    cfg = config.load(Path(params_path)).data_for(dataset)
+def build_manifest(dataset: str, cfg: DataConfig) -> pd.DataFrame:
     paths = DatasetPaths(dataset)
     frame = steps.build_manifest(dataset, cfg, paths)
     write_manifest(frame, paths.manifest)
@@ -37,8 +38,7 @@ def build_manifest(dataset: str, params_path: str) -> pd.DataFrame:
 
 
 @task(name="validate-manifest")
-def validate(dataset: str, params_path: str, frame: pd.DataFrame) -> dict:
-    cfg = config.load(Path(params_path)).data_for(dataset)
+def validate(dataset: str, cfg: DataConfig, frame: pd.DataFrame) -> dict:
     rules = steps.manifest_rules(dataset, cfg)
     return validate_manifest(frame, rules, DatasetPaths(dataset).validation)
 
@@ -46,9 +46,10 @@ def validate(dataset: str, params_path: str, frame: pd.DataFrame) -> dict:
 @flow(name="ingest", log_prints=True)
 def ingest(dataset: str, params_path: str = "params.yaml") -> dict:
     """Fetch one dataset into data/raw, then describe and validate it."""
-    fetch_raw(dataset, params_path)
-    frame = build_manifest(dataset, params_path)
-    report = validate(dataset, params_path, frame)
+    cfg = config.load(Path(params_path)).data_for(dataset)
+    fetch_raw(dataset, cfg)
+    frame = build_manifest(dataset, cfg)
+    report = validate(dataset, cfg, frame)
     return {"dataset": dataset, "rows": report["rows"], "success": report["success"]}
 
 

@@ -33,7 +33,7 @@ BIN = Path(sys.executable).parent
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Stop before any test when the real data is missing, with one message that says where to put it."""
+    """Stop before any test when the real data is missing, with one message naming where to put it."""
     missing = [p for p in (ANIME_ZIP, MNIST_DIR / "t10k-images-idx3-ubyte.gz", MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
                if not p.is_file()]
     if missing:

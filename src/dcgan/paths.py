@@ -1,4 +1,4 @@
-"""Where each stage reads and writes, per dataset, relative to the project root."""
+"""Input and output locations of each stage, per dataset, relative to the project root."""
 
 from __future__ import annotations
 

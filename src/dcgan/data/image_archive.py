@@ -32,7 +32,7 @@ def store_archive(source: Path, dest: Path) -> Path:
     else:
         files = sorted(p for p in source.rglob("*") if p.is_file() and is_image_name(p.name))
         if not files:
-            raise UserError(f"data.anime.path = {str(source)!r}: the folder holds no images")
+            raise UserError(f"data.anime.path = {str(source)!r}: the folder contains no images")
         # Images are compressed already, so the zip stores them as they are.
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as archive:
             for path in files:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -47,9 +48,7 @@ class InceptionFeatures(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # torch.jit.load warns that TorchScript is deprecated; the file is TorchScript all the same.
-        import warnings
-
+        # torch.jit.load warns that TorchScript is deprecated, but the weights ship only as TorchScript.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             self.net = torch.jit.load(str(weights_path()), map_location="cpu").eval()

@@ -85,7 +85,7 @@ def train(dataset: str, cfg: TrainConfig, image_size: int, paths: DatasetPaths, 
     images = load_images(paths.images, device)
     count = images.shape[0]
     if count < 2:
-        raise UserError(f"{paths.images} holds {count} image(s); training needs at least 2")
+        raise UserError(f"{paths.images} contains {count} image(s); training needs at least 2")
     model_cfg = ModelConfig(cfg.nz, cfg.ngf, cfg.ndf, image_size, CHANNELS[dataset])
     if tuple(images.shape[1:]) != (model_cfg.channels, image_size, image_size):
         raise UserError(
