@@ -17,16 +17,34 @@ from dcgan import config
 from dcgan.cli_errors import run_main
 from dcgan.data import ingest as steps
 from dcgan.data.expectations import validate_manifest
+from dcgan.data.ingest_lock import ingest_lock
 from dcgan.data.manifest import write_manifest
+from dcgan.errors import TransientDownloadError
 from dcgan.paths import DatasetPaths
 
 
 DataConfig = config.MnistData | config.AnimeData
 
 
+def is_transient(task, task_run, state) -> bool:
+    """Retry a download only when it failed in a way that may pass: 5xx, time-out, dropped connection."""
+    try:
+        state.result()
+    except TransientDownloadError:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+@task(name="download-kaggle", retry_condition_fn=is_transient)
+def download_kaggle(cfg: config.AnimeData, settings: config.IngestConfig) -> str:
+    return str(steps.download_kaggle(cfg, settings, DatasetPaths("anime")))
+
+
 @task(name="fetch-raw")
-def fetch_raw(dataset: str, cfg: DataConfig) -> str:
-    return str(steps.fetch_raw(dataset, cfg, DatasetPaths(dataset)))
+def fetch_raw(dataset: str, cfg: DataConfig, settings: config.IngestConfig) -> str:
+    return str(steps.fetch_raw(dataset, cfg, settings, DatasetPaths(dataset)))
 
 
 @task(name="build-manifest")
@@ -46,10 +64,17 @@ def validate(dataset: str, cfg: DataConfig, frame: pd.DataFrame) -> dict:
 @flow(name="ingest", log_prints=True)
 def ingest(dataset: str, params_path: str = "params.yaml") -> dict:
     """Fetch one dataset into data/raw, then describe and validate it."""
-    cfg = config.load(Path(params_path)).data_for(dataset)
-    fetch_raw(dataset, cfg)
-    frame = build_manifest(dataset, cfg)
-    report = validate(dataset, cfg, frame)
+    params = config.load(Path(params_path))
+    cfg, settings = params.data_for(dataset), params.ingest
+    with ingest_lock(DatasetPaths(dataset), settings.lock_timeout_s):
+        if isinstance(cfg, config.AnimeData) and cfg.source == "kaggle":
+            # Task retries with a condition: 5xx and time-outs retry, 4xx fails at once.
+            delays = [settings.retry_delay_s * 2**i for i in range(settings.retries)]
+            download_kaggle.with_options(retries=settings.retries, retry_delay_seconds=delays)(cfg, settings)
+        else:
+            fetch_raw(dataset, cfg, settings)
+        frame = build_manifest(dataset, cfg, settings)
+        report = validate(dataset, cfg, settings, frame)
     return {"dataset": dataset, "rows": report["rows"], "success": report["success"]}
 
 

@@ -30,6 +30,7 @@ class MnistData:
     mirrors: list[str]
     limit: int | None
     image_size: Literal[32, 64, 128]
+    drop_duplicates: bool
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,19 @@ class AnimeData:
     image_size: Literal[32, 64, 128]
     min_images: int
     min_side: int
+    drop_duplicates: bool
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How downloads retry and time out, how ingests share a dataset, and how many bad files are tolerated."""
+
+    timeout_s: float
+    retries: int
+    retry_delay_s: float
+    lock_timeout_s: float
+    workers: int
+    max_bad_fraction: float
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,7 @@ class RegisterConfig:
 class Params:
     datasets: list[Literal["mnist", "anime"]]
     data: dict[str, Any] = field(repr=False)
+    ingest: IngestConfig
     train: dict[str, TrainConfig]
     evaluate: dict[str, EvaluateConfig]
     register: RegisterConfig
@@ -197,6 +212,17 @@ def _check_positive(params: Params) -> None:
     for dataset, cfg in params.evaluate.items():
         for name in ("fid_real_count", "fid_generated_count", "batch_size"):
             checks.append((f"evaluate.{dataset}.{name}", getattr(cfg, name)))
+    ingest = params.ingest
+    checks += [("ingest.timeout_s", ingest.timeout_s), ("ingest.lock_timeout_s", ingest.lock_timeout_s)]
+    for key, value in [("ingest.retries", ingest.retries), ("ingest.retry_delay_s", ingest.retry_delay_s),
+                       ("ingest.workers", ingest.workers)]:
+        if value < 0:
+            raise ConfigError(f"params.yaml: {key} = {value!r} is invalid: expected 0 or more")
+    if not 0 <= ingest.max_bad_fraction < 1:
+        raise ConfigError(
+            f"params.yaml: ingest.max_bad_fraction = {ingest.max_bad_fraction!r} is invalid: "
+            "expected a share from 0 up to (not including) 1, such as 0.01"
+        )
     for key, value in checks:
         if value <= 0:
             raise ConfigError(f"params.yaml: {key} = {value!r} is invalid: expected a value above 0")
@@ -212,7 +238,7 @@ def parse(raw: Any) -> Params:
     """Validate a parsed params.yaml mapping and return the typed Params."""
     if not isinstance(raw, dict):
         raise ConfigError("params.yaml: expected a mapping at the top level")
-    top = ["datasets", "data", "train", "evaluate", "register"]
+    top = ["datasets", "data", "ingest", "train", "evaluate", "register"]
     for key in raw:
         if key not in top:
             raise ConfigError(f"params.yaml: unknown key {key}; allowed keys are {', '.join(top)}")
@@ -224,6 +250,7 @@ def parse(raw: Any) -> Params:
     params = Params(
         datasets=datasets,
         data=data,
+        ingest=build(IngestConfig, "ingest", raw["ingest"]),
         train=_per_dataset(TrainConfig, "train", raw["train"], datasets),
         evaluate=_per_dataset(EvaluateConfig, "evaluate", raw["evaluate"], datasets),
         register=build(RegisterConfig, "register", raw["register"]),

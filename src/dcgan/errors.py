@@ -11,3 +11,7 @@ class ConfigError(UserError):
 
 class DataValidationError(UserError):
     """Raw data failed its Great Expectations suite; the message names the report."""
+
+
+class TransientDownloadError(UserError):
+    """A download failed in a way that may pass on a retry: a 5xx answer, a time-out, a dropped connection."""

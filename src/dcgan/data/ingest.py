@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dcgan.config import AnimeData, MnistData
+from dcgan.config import AnimeData, IngestConfig, MnistData
 from dcgan.data import image_archive, kaggle_download, mnist_sources
 from dcgan.data.expectations import ManifestRules
 from dcgan.data.manifest import archive_manifest, mnist_manifest
@@ -22,12 +22,20 @@ MAX_SIDE = 4096
 BUNDLED_COUNT = 5000
 
 
-def fetch_raw(dataset: str, cfg: MnistData | AnimeData, paths: DatasetPaths) -> Path:
+def download_kaggle(cfg: AnimeData, settings: IngestConfig, paths: DatasetPaths) -> Path:
+    """Download the Kaggle archive into data/raw/anime; one attempt, the flow retries."""
+    archive = paths.raw / image_archive.ARCHIVE_NAME
+    kaggle_download.download_archive(cfg.slug, archive, settings)
+    log.info("raw anime data is in %s", paths.raw)
+    return paths.raw
+
+
+def fetch_raw(dataset: str, cfg: MnistData | AnimeData, settings: IngestConfig, paths: DatasetPaths) -> Path:
     """Fill data/raw/<dataset> from the configured source; return the folder."""
     check_inputs(dataset, cfg)
     if isinstance(cfg, MnistData):
         if cfg.source == "torchvision":
-            mnist_sources.fetch_torchvision(paths.raw, cfg.split, cfg.mirrors)
+            mnist_sources.fetch_torchvision(paths.raw, cfg.split, cfg.mirrors, settings)
         elif cfg.source == "dir":
             mnist_sources.copy_dir(Path(cfg.path), paths.raw, cfg.split)
         else:
@@ -35,9 +43,8 @@ def fetch_raw(dataset: str, cfg: MnistData | AnimeData, paths: DatasetPaths) -> 
     else:
         archive = paths.raw / image_archive.ARCHIVE_NAME
         if cfg.source == "kaggle":
-            kaggle_download.download_archive(cfg.slug, archive)
-        else:
-            image_archive.store_archive(Path(cfg.path), archive)
+            return download_kaggle(cfg, settings, paths)
+        image_archive.store_archive(Path(cfg.path), archive)
     log.info("raw %s data is in %s", dataset, paths.raw)
     return paths.raw
 
