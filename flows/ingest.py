@@ -48,16 +48,16 @@ def fetch_raw(dataset: str, cfg: DataConfig, settings: config.IngestConfig) -> s
 
 
 @task(name="build-manifest")
-def build_manifest(dataset: str, cfg: DataConfig) -> pd.DataFrame:
+def build_manifest(dataset: str, cfg: DataConfig, settings: config.IngestConfig) -> pd.DataFrame:
     paths = DatasetPaths(dataset)
-    frame = steps.build_manifest(dataset, cfg, paths)
+    frame = steps.build_manifest(dataset, cfg, settings, paths)
     write_manifest(frame, paths.manifest)
     return frame
 
 
 @task(name="validate-manifest")
-def validate(dataset: str, cfg: DataConfig, frame: pd.DataFrame) -> dict:
-    rules = steps.manifest_rules(dataset, cfg)
+def validate(dataset: str, cfg: DataConfig, settings: config.IngestConfig, frame: pd.DataFrame) -> dict:
+    rules = steps.manifest_rules(dataset, cfg, settings)
     return validate_manifest(frame, rules, DatasetPaths(dataset).validation)
 
 
@@ -75,7 +75,7 @@ def ingest(dataset: str, params_path: str = "params.yaml") -> dict:
             fetch_raw(dataset, cfg, settings)
         frame = build_manifest(dataset, cfg, settings)
         report = validate(dataset, cfg, settings, frame)
-    return {"dataset": dataset, "rows": report["rows"], "success": report["success"]}
+    return {key: report[key] for key in ("dataset", "success", "files_seen", "accepted", "skipped", "quarantined")}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from conftest import ANIME_ZIP
-from dcgan.data.preprocess import crop_and_resize, prepare_image, to_mode
+from dcgan.data.image_decode import crop_and_resize, to_mode
+from dcgan.data.image_decode import prepare as prepare_image
 
 
 def encoded(image: Image.Image, fmt: str = "PNG") -> bytes:
@@ -76,9 +77,10 @@ def test_real_anime_stage_output(project, ingest_flow):
     stats = preprocess("anime", 64)
 
     images = np.load(project / "data/prepared/anime/images.npy")
-    assert images.shape == (200, 3, 64, 64)
+    assert images.shape == (195, 3, 64, 64)  # 5 byte-identical copies dropped
     assert images.dtype == np.uint8
-    assert stats["count"] == 200
+    assert stats["count"] == 195
+    assert stats["not_accepted"] == {"skipped:duplicate": 5}
     assert json.loads((project / "data/prepared/anime/stats.json").read_text())["shape"] == [3, 64, 64]
     with zipfile.ZipFile(ANIME_ZIP) as archive:
         first = sorted(n for n in archive.namelist() if n.endswith(".jpg"))[0]

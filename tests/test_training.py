@@ -77,7 +77,7 @@ def test_train_step_updates_both_networks():
 
 def test_loop_on_real_digits(tmp_path):
     from dcgan.data.mnist_idx import verify_split
-    from dcgan.data.preprocess import prepare_image
+    from dcgan.data.image_decode import prepare as prepare_image
     from conftest import MNIST_DIR
     from PIL import Image
 

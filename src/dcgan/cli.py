@@ -28,7 +28,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
     params = _params(args)
     data = params.data_for(args.dataset)
     split = getattr(data, "split", "train")
-    preprocess(args.dataset, data.image_size, split)
+    preprocess(args.dataset, data.image_size, split, workers=params.ingest.workers)
 
 
 def _flat_params(params: config.Params, dataset: str) -> dict:

@@ -11,14 +11,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from dcgan.data import ingest_report
+from dcgan.data.manifest import ACCEPTED, QUARANTINED, SKIPPED
 from dcgan.errors import DataValidationError
 
 log = logging.getLogger(__name__)
 
+STATUSES = (ACCEPTED, SKIPPED, QUARANTINED)
+
 
 @dataclass(frozen=True)
 class ManifestRules:
-    """Expected row count, modes, side lengths and label range of one dataset's manifest."""
+    """Constraints on one dataset's manifest: accepted count, modes, sides, labels, bad-file share."""
 
     dataset: str
     min_rows: int
@@ -27,29 +31,40 @@ class ManifestRules:
     min_side: int
     max_side: int
     labels: tuple[int, int] | None
+    max_bad_fraction: float
+    unique_content: bool
 
 
-def _expectations(rules: ManifestRules) -> list:
+def file_expectations(rules: ManifestRules) -> list:
+    """Build the expectations over every manifest row, one per file, junk included."""
     import great_expectations as gx
     from great_expectations.expectations.row_conditions import Column
 
-    # Mode and size mean nothing for a file that did not decode. The decodable
-    # expectation reports those files, so the others look only at decoded rows.
-    decoded = {"row_condition": Column("decodable") == True}  # noqa: E712, a GX condition, not a comparison
+    decoded = {"row_condition": Column("decoded") == True}  # noqa: E712, a GX condition, not a comparison
+    return [
+        gx.expectations.ExpectColumnValuesToBeUnique(column="name"),
+        gx.expectations.ExpectColumnValuesToBeInSet(column="status", value_set=list(STATUSES)),
+        # The bad-file share: quarantined files over the image files decoded.
+        gx.expectations.ExpectColumnValuesToBeInSet(
+            column="status", value_set=["accepted", "skipped"], mostly=1 - rules.max_bad_fraction, **decoded
+        ),
+        gx.expectations.ExpectColumnValueLengthsToEqual(column="sha256", value=64, **decoded),
+    ]
+
+
+def accepted_expectations(rules: ManifestRules) -> list:
+    """Build the expectations over the accepted rows, which are what preprocessing reads."""
+    import great_expectations as gx
+
     items = [
         gx.expectations.ExpectTableRowCountToBeBetween(min_value=rules.min_rows, max_value=rules.max_rows),
-        gx.expectations.ExpectColumnValuesToBeUnique(column="name"),
-        gx.expectations.ExpectColumnValuesToBeInSet(column="decodable", value_set=[True]),
-        gx.expectations.ExpectColumnValuesToBeInSet(column="mode", value_set=list(rules.modes), **decoded),
-        gx.expectations.ExpectColumnValuesToBeBetween(
-            column="width", min_value=rules.min_side, max_value=rules.max_side, **decoded
-        ),
-        gx.expectations.ExpectColumnValuesToBeBetween(
-            column="height", min_value=rules.min_side, max_value=rules.max_side, **decoded
-        ),
+        gx.expectations.ExpectColumnValuesToBeInSet(column="mode", value_set=list(rules.modes)),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="width", min_value=rules.min_side, max_value=rules.max_side),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="height", min_value=rules.min_side, max_value=rules.max_side),
         gx.expectations.ExpectColumnValuesToBeBetween(column="bytes", min_value=1),
-        gx.expectations.ExpectColumnValueLengthsToEqual(column="sha256", value=64),
     ]
+    if rules.unique_content:
+        items.append(gx.expectations.ExpectColumnValuesToBeUnique(column="sha256"))
     if rules.labels is not None:
         low, high = rules.labels
         items += [
@@ -75,8 +90,33 @@ def _describe_failure(result: dict) -> str:
     return text
 
 
+def _run_suite(context, name: str, frame: pd.DataFrame, expectations: list) -> dict:
+    import great_expectations as gx
+
+    batch_definition = (
+        context.data_sources.add_pandas(name).add_dataframe_asset(name).add_batch_definition_whole_dataframe("all_rows")
+    )
+    suite = context.suites.add(gx.ExpectationSuite(name=name))
+    for expectation in expectations:
+        suite.add_expectation(expectation)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=name,
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            result_format="SUMMARY",
+        )
+    )
+    # GX mutates frames it validates; hand it a copy.
+    result = checkpoint.run(batch_parameters={"dataframe": frame.copy()})
+    return next(iter(result.run_results.values())).to_json_dict()
+
+
 def validate_manifest(frame: pd.DataFrame, rules: ManifestRules, out_dir: Path) -> dict:
-    """Run the suite; write report.json and data docs under ``out_dir``; raise on failure."""
+    """Count, run both suites, write report.json, quarantine.csv and data docs under ``out_dir``; raise on failure."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -86,44 +126,46 @@ def validate_manifest(frame: pd.DataFrame, rules: ManifestRules, out_dir: Path) 
     out_dir.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(out_dir))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch_definition = (
-        context.data_sources.add_pandas("manifest")
-        .add_dataframe_asset(f"{rules.dataset}_images")
-        .add_batch_definition_whole_dataframe("all_rows")
-    )
-    suite = context.suites.add(gx.ExpectationSuite(name=f"{rules.dataset}_manifest"))
-    for expectation in _expectations(rules):
-        suite.add_expectation(expectation)
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{rules.dataset}_manifest", data=batch_definition, suite=suite)
-    )
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=f"{rules.dataset}_ingest",
-            validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-            result_format="SUMMARY",
-        )
-    )
-    # GX mutates frames it validates; hand it a copy with plain dtypes.
-    result = checkpoint.run(batch_parameters={"dataframe": frame.copy()})
-    validation = next(iter(result.run_results.values())).to_json_dict()
-    failures = [_describe_failure(r) for r in validation["results"] if not r["success"]]
+    summary = ingest_report.summarize(frame, rules.max_bad_fraction)
+    quarantine_path = ingest_report.write_quarantine(frame, out_dir / "quarantine.csv")
+    accepted = frame[frame["status"] == ACCEPTED]
+    validations = {
+        f"{rules.dataset}_files": _run_suite(context, f"{rules.dataset}_files", frame, file_expectations(rules)),
+        f"{rules.dataset}_accepted": _run_suite(
+            context, f"{rules.dataset}_accepted", accepted, accepted_expectations(rules)
+        ),
+    }
+    failures = [
+        _describe_failure(result)
+        for validation in validations.values()
+        for result in validation["results"]
+        if not result["success"]
+    ]
+    if summary["bad_fraction"] > rules.max_bad_fraction:
+        failures.insert(0, ingest_report.describe_bad_share(summary, quarantine_path))
+    success = all(validation["success"] for validation in validations.values())
     report = {
         "dataset": rules.dataset,
-        "success": bool(result.success),
-        "rows": len(frame),
+        "success": success,
+        **summary,
         "failed_expectations": failures,
-        "statistics": validation["statistics"],
+        "quarantine_list": str(quarantine_path),
         "data_docs": str(gx_root / "uncommitted" / "data_docs" / "local_site" / "index.html"),
-        "results": validation["results"],
+        "expectations": {
+            name: {"success": v["success"], "statistics": v["statistics"], "results": v["results"]}
+            for name, v in validations.items()
+        },
     }
     report_path = out_dir / "report.json"
     report_path.write_text(json.dumps(report, indent=2, default=str))
-    if not result.success:
+    if not success:
         raise DataValidationError(
-            f"{rules.dataset} manifest failed {len(failures)} expectation(s): {' | '.join(failures)}; "
+            f"{rules.dataset} manifest failed {len(failures)} check(s): {' | '.join(failures)}; "
             f"see {report_path} and {report['data_docs']}"
         )
-    log.info("%s manifest passed %d expectations", rules.dataset, len(validation["results"]))
+    log.info(
+        "%s: %d files seen, %d accepted, skipped %s, quarantined %s",
+        rules.dataset, summary["files_seen"], summary["accepted"], summary["skipped"] or "none",
+        summary["quarantined"] or "none",
+    )
     return report

@@ -1,63 +1,88 @@
-"""Raw anime images kept as one zip, whether they came as a zip or a folder."""
+"""Raw anime images kept as one zip: entry names checked, junk entries sorted out by reason."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import zipfile
-from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from dcgan.errors import UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
 ARCHIVE_NAME = "archive.zip"
 
 
-def is_image_name(name: str) -> bool:
+@dataclass(frozen=True)
+class Entry:
+    """One file in the archive, and why it is skipped before decoding (empty reason: decode it)."""
+
+    name: str
+    size: int
+    skip_reason: str = ""
+
+
+def skip_reason(name: str, size: int) -> str:
+    """Why an entry is not an image to decode, from its name and size alone; '' when it is one."""
     path = PurePosixPath(name)
-    if path.name.startswith(".") or "__MACOSX" in path.parts:
-        return False
-    return path.suffix.lower() in IMAGE_SUFFIXES
+    if "__MACOSX" in path.parts or path.name.startswith("._"):
+        return "macos-metadata"
+    if path.name.lower() in SYSTEM_FILES:
+        return "system-file"
+    if size == 0:
+        return "empty"
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return "not-an-image"
+    return ""
+
+
+def unsafe_name(name: str) -> bool:
+    """True for names that would land outside the target folder if extracted."""
+    posix = PurePosixPath(name.replace("\\", "/"))
+    return posix.is_absolute() or ".." in posix.parts or bool(PureWindowsPath(name).drive)
+
+
+def list_entries(archive_path: Path) -> list[Entry]:
+    """List the file entries of the zip in name order.
+
+    Raise UserError for the whole archive when one entry name points outside the target folder.
+    """
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            infos = [info for info in archive.infolist() if not info.is_dir()]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UserError(
+            f"{archive_path}: not a readable zip archive ({exc}); download it again or give a folder of images"
+        ) from None
+    for info in infos:
+        if unsafe_name(info.filename):
+            raise UserError(
+                f"{archive_path}: entry {info.filename!r} points outside the archive folder, so the whole "
+                "archive is rejected; rebuild the zip with relative paths only"
+            )
+    infos.sort(key=lambda info: info.filename)
+    return [Entry(info.filename, info.file_size, skip_reason(info.filename, info.file_size)) for info in infos]
 
 
 def store_archive(source: Path, dest: Path) -> Path:
-    """Copy a zip, or pack a folder of images into a stored zip, at ``dest``."""
+    """Copy a zip, or pack a folder of files into a stored zip, at ``dest`` (via a temporary name)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     if source.is_file():
         if not zipfile.is_zipfile(source):
             raise UserError(f"data.anime.path = {str(source)!r}: not a zip archive; give a .zip or a folder")
+        list_entries(source)
         shutil.copyfile(source, partial)
     else:
-        files = sorted(p for p in source.rglob("*") if p.is_file() and is_image_name(p.name))
+        files = sorted(p for p in source.rglob("*") if p.is_file() and not p.is_symlink())
         if not files:
-            raise UserError(f"data.anime.path = {str(source)!r}: the folder contains no images")
+            raise UserError(f"data.anime.path = {str(source)!r}: the folder is empty")
+        # Every file goes in, junk included, so the report can count what was skipped.
         # Images are compressed already, so the zip stores them as they are.
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as archive:
             for path in files:
                 archive.write(path, path.relative_to(source).as_posix())
     os.replace(partial, dest)
     return dest
-
-
-def iter_images(archive_path: Path, limit: int | None = None) -> Iterator[tuple[str, bytes]]:
-    """Yield (entry name, bytes) for each image entry, in name order, reading every byte."""
-    try:
-        with zipfile.ZipFile(archive_path) as archive:
-            names = sorted(
-                info.filename for info in archive.infolist() if not info.is_dir() and is_image_name(info.filename)
-            )
-            if limit is not None:
-                names = names[:limit]
-            for name in names:
-                yield name, archive.read(name)
-    except zipfile.BadZipFile as exc:
-        raise UserError(f"{archive_path}: damaged zip archive ({exc}); delete it and ingest again") from None
-
-
-def read_entries(archive_path: Path, names: list[str]) -> Iterator[tuple[str, bytes]]:
-    """Yield (name, bytes) for the given entries of the archive."""
-    with zipfile.ZipFile(archive_path) as archive:
-        for name in names:
-            yield name, archive.read(name)

@@ -10,6 +10,7 @@ import pandas as pd
 from dcgan.config import AnimeData, IngestConfig, MnistData
 from dcgan.data import image_archive, kaggle_download, mnist_sources
 from dcgan.data.expectations import ManifestRules
+from dcgan.data.image_decode import MAX_SIDE
 from dcgan.data.manifest import archive_manifest, mnist_manifest
 from dcgan.data.mnist_idx import MNIST_FILES
 from dcgan.errors import UserError
@@ -17,8 +18,7 @@ from dcgan.paths import DatasetPaths
 
 log = logging.getLogger(__name__)
 
-ANIME_MODES = ("RGB", "L", "LA", "P", "PA", "RGBA", "CMYK", "YCbCr", "I", "I;16", "I;16B", "I;16L")
-MAX_SIDE = 4096
+ANIME_MODES = ("RGB", "L", "LA", "P", "PA", "RGBA", "CMYK", "YCbCr", "I", "I;16", "I;16B", "I;16L", "F", "1")
 BUNDLED_COUNT = 5000
 
 
@@ -65,21 +65,28 @@ def check_inputs(dataset: str, cfg: MnistData | AnimeData) -> None:
         )
 
 
-def build_manifest(dataset: str, cfg: MnistData | AnimeData, paths: DatasetPaths) -> pd.DataFrame:
+def build_manifest(dataset: str, cfg: MnistData | AnimeData, settings: IngestConfig, paths: DatasetPaths) -> pd.DataFrame:
     if isinstance(cfg, MnistData):
         images, labels = mnist_sources.load_raw(paths.raw, cfg.split)
         prefix = "bundled" if cfg.source == "bundled" else cfg.split
-        frame = mnist_manifest(images, labels, prefix)
-        return frame if cfg.limit is None else frame.iloc[: cfg.limit]
-    # With a limit only the first entries by name are read and decoded.
-    return archive_manifest(paths.raw / image_archive.ARCHIVE_NAME, cfg.limit)
+        if cfg.limit is not None:
+            images, labels = images[: cfg.limit], labels[: cfg.limit]
+        return mnist_manifest(images, labels, prefix, cfg.drop_duplicates)
+    # With a limit only the first image entries by name are read and decoded.
+    return archive_manifest(
+        paths.raw / image_archive.ARCHIVE_NAME, cfg.limit, cfg.min_side, cfg.drop_duplicates, settings.workers
+    )
 
 
-def manifest_rules(dataset: str, cfg: MnistData | AnimeData) -> ManifestRules:
+def manifest_rules(dataset: str, cfg: MnistData | AnimeData, settings: IngestConfig) -> ManifestRules:
     if isinstance(cfg, MnistData):
         expected = BUNDLED_COUNT if cfg.source == "bundled" else MNIST_FILES[cfg.split]["images"][2]
         if cfg.limit is not None:
             expected = min(expected, cfg.limit)
-        return ManifestRules(dataset, expected, expected, ("L",), 28, 28, (0, 9))
+        # Dropping identical digits may shorten the split, so the count becomes a ceiling.
+        low = 1 if cfg.drop_duplicates else expected
+        return ManifestRules(dataset, low, expected, ("L",), 28, 28, (0, 9), settings.max_bad_fraction,
+                             cfg.drop_duplicates)
     min_rows = cfg.min_images if cfg.limit is None else min(cfg.min_images, cfg.limit)
-    return ManifestRules(dataset, min_rows, None, ANIME_MODES, cfg.min_side, MAX_SIDE, None)
+    return ManifestRules(dataset, min_rows, None, ANIME_MODES, cfg.min_side, MAX_SIDE, None,
+                         settings.max_bad_fraction, cfg.drop_duplicates)

@@ -29,12 +29,12 @@ def ingest_lock(paths: DatasetPaths, timeout_s: float) -> Iterator[Path]:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        log.info("another ingest of %s holds %s; waiting up to %g s", paths.dataset, path, timeout_s)
+        log.info("lock %s is held by another ingest of %s; waiting up to %g s", path, paths.dataset, timeout_s)
         try:
             lock.acquire(timeout=timeout_s)
         except Timeout:
             raise UserError(
-                f"another ingest of {paths.dataset} still holds the lock {path} after {timeout_s:g} s; "
+                f"timed out after {timeout_s:g} s waiting for lock {path}, held by another ingest of {paths.dataset}; "
                 "wait for it to finish, or raise ingest.lock_timeout_s"
             ) from None
     try:
