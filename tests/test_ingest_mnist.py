@@ -22,13 +22,19 @@ def set_mnist(project, **values) -> None:
 def test_dir_source_real_test_split(project, ingest_flow):
     result = ingest_flow("mnist")
 
-    assert result == {"dataset": "mnist", "rows": 300, "success": True}
+    assert result == {
+        "dataset": "mnist", "success": True, "files_seen": 300, "accepted": 300, "skipped": {}, "quarantined": {},
+    }
     assert sorted(p.name for p in (project / "data/raw/mnist").iterdir()) == [
         "t10k-images-idx3-ubyte.gz",
         "t10k-labels-idx1-ubyte.gz",
     ]
     manifest = pd.read_csv(project / "data/validation/mnist/manifest.csv")
-    assert list(manifest.columns[:7]) == ["name", "width", "height", "mode", "bytes", "sha256", "label"]
+    assert list(manifest.columns) == [
+        "name", "status", "reason", "detail", "decoded", "width", "height", "mode", "bytes", "sha256", "label",
+        "duplicate_of",
+    ]
+    assert (manifest["status"] == "accepted").all()
     assert (manifest["width"] == 28).all()
     assert (manifest["mode"] == "L").all()
     assert manifest["label"].between(0, 9).all()
@@ -40,10 +46,14 @@ def test_dir_source_real_test_split(project, ingest_flow):
 def test_torchvision_source_from_loopback_mirror(project, ingest_flow, file_server):
     mirror = file_server(MNIST_DIR)
     set_mnist(project, source="torchvision", path=None, mirrors=["http://127.0.0.1:9/", mirror])
+    # Port 9 refuses the connection, which is retried: short delays keep the test fast.
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["ingest"].update(timeout_s=5, retries=1, retry_delay_s=0.01)
+    write_params(project, params)
 
     result = ingest_flow("mnist")
 
-    assert result["rows"] == 300
+    assert result["accepted"] == 300
     raw = project / "data/raw/mnist"
     assert sorted(p.name for p in raw.iterdir()) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
     assert (raw / "t10k-images-idx3-ubyte.gz").read_bytes() == (MNIST_DIR / "t10k-images-idx3-ubyte.gz").read_bytes()
@@ -54,7 +64,7 @@ def test_bundled_source_has_5000_digits(project, ingest_flow):
 
     result = ingest_flow("mnist")
 
-    assert result["rows"] == 5000
+    assert result["accepted"] == 5000
     manifest = pd.read_csv(project / "data/validation/mnist/manifest.csv")
     assert manifest["label"].nunique() == 10
 
@@ -93,8 +103,8 @@ def test_failed_expectation_stops_and_keeps_report(project, ingest_flow):
 
     original = steps.manifest_rules
 
-    def strict_rules(dataset, cfg):
-        rules = original(dataset, cfg)
+    def strict_rules(dataset, cfg, settings):
+        rules = original(dataset, cfg, settings)
         return type(rules)(**{**rules.__dict__, "labels": (0, 8)})
 
     steps.manifest_rules = strict_rules

@@ -45,10 +45,13 @@ def test_dvc_repro_whole_pipeline(project):
         assert run_data.params["train.epochs"] == "2"
         assert run_data.params["device"] == "cpu"
         assert "fid" in run_data.metrics
+        assert run_data.metrics["data_accepted"] > 0
         history = client.get_metric_history(champion.run_id, "loss_d")
         assert len(history) >= 2
         artifacts = {a.path for a in client.list_artifacts(champion.run_id)}
-        assert {"grids", "samples", "losses", "config"} <= artifacts
+        assert {"grids", "samples", "losses", "config", "data_validation"} <= artifacts
+        reports = {a.path for a in client.list_artifacts(champion.run_id, "data_validation")}
+        assert "data_validation/report.json" in reports
         samples = {a.path for a in client.list_artifacts(champion.run_id, "samples")}
         assert samples == {"samples/samples.png", "samples/training.gif"}
 

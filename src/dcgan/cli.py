@@ -34,8 +34,26 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 def _flat_params(params: config.Params, dataset: str) -> dict:
     flat = {f"data.{k}": v for k, v in asdict(params.data_for(dataset)).items()}
     flat.update({f"train.{k}": v for k, v in asdict(params.train[dataset]).items()})
+    flat.update({f"ingest.{k}": v for k, v in asdict(params.ingest).items()})
     flat.update({f"evaluate.{k}": v for k, v in asdict(params.evaluate[dataset]).items()})
     return {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flat.items()}
+
+
+def _log_data_report(mlflow, paths: DatasetPaths) -> None:
+    """Attach the ingest report, the quarantine list and the prepared-data stats to the run."""
+    for path in (paths.validation_report, paths.validation / "quarantine.csv", paths.stats):
+        if path.is_file():
+            mlflow.log_artifact(str(path), "data_validation")
+    if paths.validation_report.is_file():
+        report = json.loads(paths.validation_report.read_text())
+        mlflow.log_metrics(
+            {
+                "data_files_seen": report["files_seen"],
+                "data_accepted": report["accepted"],
+                "data_quarantined": sum(report["quarantined"].values()),
+                "data_duplicate_copies": report["duplicates"]["copies"],
+            }
+        )
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -52,6 +70,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         mlflow_store.write_run_info(paths.run_info, run.info.run_id, uri)
         mlflow.log_params(_flat_params(params, args.dataset))
         mlflow.log_artifact(args.params, "config")
+        _log_data_report(mlflow, paths)
         summary = train(args.dataset, params.train[args.dataset], params.data_for(args.dataset).image_size, paths, mlflow)
         mlflow.log_artifact(str(paths.losses), "losses")
         mlflow.set_tag("device", summary["device"])

@@ -30,9 +30,23 @@ def quiet_user_errors() -> None:
         logging.getLogger(name).addFilter(_HideUserErrorTraceback())
 
 
+def show_project_logs() -> None:
+    """Print the project's INFO logs on stderr.
+
+    Importing Prefect configures the root logger first, so ``basicConfig`` alone would leave them hidden.
+    """
+    logger = logging.getLogger("dcgan")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def run_main(main: Callable[[], None]) -> None:
     """Run ``main``; on UserError print 'error: ...' and exit 2 (traceback with DCGAN_TRACEBACK=1)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    show_project_logs()
     quiet_user_errors()
     try:
         main()

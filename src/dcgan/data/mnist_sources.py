@@ -5,18 +5,21 @@ from __future__ import annotations
 import gzip
 import logging
 import shutil
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import requests
 
+from dcgan.config import IngestConfig
+from dcgan.data.http_download import download_verified
 from dcgan.data.mnist_idx import MNIST_FILES, verify_split
 from dcgan.errors import UserError
 
 log = logging.getLogger(__name__)
 
 BUNDLED_NAME = "mnist_5k.csv.gz"
+DIR_SOURCE_ADVICE = "set data.mnist.source: dir and data.mnist.path to a folder with the files you already have"
 
 
 def bundled_csv() -> Path:
@@ -27,32 +30,26 @@ def bundled_csv() -> Path:
     return path
 
 
-def fetch_torchvision(dest: Path, split: str, mirrors: list[str]) -> None:
-    """Download one split through torchvision's MNIST class, keeping only the .gz files."""
+def default_mirrors() -> list[str]:
+    """Return torchvision's MNIST mirror URLs, in its order of preference."""
     from torchvision.datasets import MNIST
 
-    dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+    return list(MNIST.mirrors)
 
-        class _MNIST(MNIST):
-            pass
 
-        if mirrors:
-            _MNIST.mirrors = [m if m.endswith("/") else m + "/" for m in mirrors]
-        _MNIST.resources = [
-            (name, md5) for name, md5, _ in MNIST_FILES[split].values()
-        ]
-        log.info("downloading MNIST %s split from %s", split, ", ".join(_MNIST.mirrors))
-        try:
-            _MNIST(tmp, train=split == "train", download=True)
-        except RuntimeError as exc:
-            raise UserError(
-                f"MNIST download failed from {', '.join(_MNIST.mirrors)}: {exc}; "
-                "check the network or use data.mnist.source: dir with files you already have"
-            ) from None
-        raw = Path(tmp) / "_MNIST" / "raw"
-        for name, _, _ in MNIST_FILES[split].values():
-            shutil.move(str(raw / name), dest / name)
+def fetch_torchvision(dest: Path, split: str, mirrors: list[str], settings: IngestConfig) -> None:
+    """Download the two .gz files of a split into ``dest``, each checked against its official md5.
+
+    An empty ``mirrors`` uses torchvision's list. Time-outs, retries, mirror fallback and
+    the temporary ``.partial`` name follow dcgan.data.http_download. Raises UserError, as
+    one line, when a file cannot be downloaded. When the labels fail after the images
+    were verified, the images file stays in ``dest``.
+    """
+    mirrors = list(mirrors) or default_mirrors()
+    log.info("downloading MNIST %s split from %s", split, ", ".join(mirrors))
+    with requests.Session() as session:
+        for name, md5, _ in MNIST_FILES[split].values():
+            download_verified(name, md5, mirrors, dest, settings, alternative=DIR_SOURCE_ADVICE, session=session)
 
 
 def copy_dir(source: Path, dest: Path, split: str) -> None:
