@@ -15,6 +15,7 @@ Usage: python benchmarks/ingest_speed.py [--rounds 3] [--data ../shared/data]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -55,11 +56,23 @@ def timed(command: list[str], cwd: Path) -> float:
     return elapsed
 
 
-def one_run(root: Path, archive: Path, workers: int) -> tuple[float, float]:
+def one_run(root: Path, archive: Path, workers: int) -> tuple[float, float, dict]:
     project = scratch_project(root, archive, workers)
     ingest = timed([str(BIN / "python"), "flows/ingest.py", "anime"], project)
     preprocess = timed([str(BIN / "dcgan"), "preprocess", "anime"], project)
-    return ingest, preprocess
+    report = json.loads((project / "data/validation/anime/report.json").read_text())
+    return ingest, preprocess, report
+
+
+def cpu_name() -> str:
+    """Return the CPU model from /proc/cpuinfo, or the architecture where that file is missing."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def main() -> None:
@@ -75,12 +88,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
             for workers in (1, 0):
-                ingest, preprocess = one_run(Path(tmp), archive, workers)
+                ingest, preprocess, report = one_run(Path(tmp), archive, workers)
                 times[workers].append((ingest, preprocess))
                 print(f"round {round_ + 1} workers={workers}: ingest {ingest:.1f} s, preprocess {preprocess:.1f} s, "
                       f"total {ingest + preprocess:.1f} s", flush=True)
 
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
+    counts = {key: report[key] for key in ("files_seen", "accepted", "skipped", "quarantined", "duplicates")}
+    print(f"\nreport of the last run: {json.dumps(counts)}")
+    print(f"machine: {cpu_name()}, {len(os.sched_getaffinity(0))} cores, "
           f"Python {platform.python_version()}")
     print(f"{'setting':<24}{'ingest s':>10}{'preprocess s':>14}{'total s':>10}")
     medians = {}

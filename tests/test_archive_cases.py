@@ -236,3 +236,18 @@ def test_duplicates_counted_and_dropped(project, ingest_flow, tmp_path, drop):
     assert result["accepted"] == (10 if drop else 13)
     manifest = pd.read_csv(project / "data/validation/anime/manifest.csv", keep_default_na=False).set_index("name")
     assert manifest.loc["images/zcopy.jpg", "duplicate_of"] == faces[5][0]
+
+
+def test_cut_user_zip_rejected_and_kept(project, tmp_path):
+    whole = write_zip(tmp_path / "whole.zip", real_faces(20))
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    use_archive(project, cut)
+
+    result = run(["python", "flows/ingest.py", "anime"], cwd=project, check=False)
+
+    assert result.returncode == 2
+    assert f"data.anime.path = '{cut}': not a zip archive" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert cut.is_file()
+    assert not (project / "data/raw/anime/archive.zip").exists()

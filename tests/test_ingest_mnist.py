@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import MNIST_DIR, run, tiny_params, write_params
+from conftest import BIN, MNIST_DIR, run, tiny_params, write_params
+from fault_http import FaultServer, pause
 from dcgan.errors import DataValidationError, UserError
 
 
@@ -121,3 +126,27 @@ def test_failed_expectation_stops_and_keeps_report(project, ingest_flow):
     assert report["success"] is False
     assert any("label" in failure for failure in report["failed_expectations"])
     assert (project / "data/validation/mnist/gx/uncommitted/data_docs/local_site/index.html").is_file()
+
+
+def test_killed_download_leaves_no_complete_file(project):
+    server = FaultServer(MNIST_DIR)
+    slow = pause(300_000)
+    server.script("t10k-images-idx3-ubyte.gz", slow)
+    set_mnist(project, source="torchvision", path=None, mirrors=[server.url])
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    ingest = subprocess.Popen(["python", "flows/ingest.py", "mnist"], cwd=project, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = project / "data/raw/mnist/t10k-images-idx3-ubyte.gz.partial"
+    try:
+        deadline = time.monotonic() + 240
+        while not partial.exists() and ingest.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert partial.exists()
+        ingest.send_signal(signal.SIGKILL)
+        ingest.wait(timeout=30)
+    finally:
+        slow.release()
+        server.close()
+
+    assert ingest.returncode == -signal.SIGKILL
+    assert sorted(p.name for p in (project / "data/raw/mnist").iterdir()) == ["t10k-images-idx3-ubyte.gz.partial"]

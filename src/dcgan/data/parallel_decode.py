@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -19,6 +20,16 @@ _archive: zipfile.ZipFile | None = None
 def resolve_workers(workers: int) -> int:
     """0 means every core this process may use."""
     return workers or len(os.sched_getaffinity(0))
+
+
+def start_method() -> str:
+    """Pick fork on Linux, because spawn and forkserver re-run the main script in every worker.
+
+    In the ingest flow that script imports Prefect, which costs seconds per worker. Workers only
+    read the zip and decode with Pillow, and CPython resets its import and logging locks after
+    fork, so the threads Prefect runs in the parent do not block them.
+    """
+    return "fork" if sys.platform.startswith("linux") else "spawn"
 
 
 def _open_archive(path: str) -> None:
@@ -50,8 +61,7 @@ def map_chunks(
             finally:
                 _archive.close()
             return results
-        # forkserver: the flow process runs threads (Prefect), which fork would copy half-way.
-        context = multiprocessing.get_context("forkserver")
+        context = multiprocessing.get_context(start_method())
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_open_archive,
                                  initargs=(str(archive_path),)) as pool:
             futures = [pool.submit(_run_chunk, fn, start, part) for start, part in chunks]
