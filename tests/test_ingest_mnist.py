@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -134,17 +135,20 @@ def test_killed_download_leaves_no_complete_file(project):
     server.script("t10k-images-idx3-ubyte.gz", slow)
     set_mnist(project, source="torchvision", path=None, mirrors=[server.url])
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    # A session of its own, so the kill reaches the temporary Prefect server the flow starts too.
     ingest = subprocess.Popen(["python", "flows/ingest.py", "mnist"], cwd=project, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     partial = project / "data/raw/mnist/t10k-images-idx3-ubyte.gz.partial"
     try:
         deadline = time.monotonic() + 240
         while not partial.exists() and ingest.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert partial.exists()
-        ingest.send_signal(signal.SIGKILL)
+        os.killpg(ingest.pid, signal.SIGKILL)
         ingest.wait(timeout=30)
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(ingest.pid, signal.SIGKILL)
         slow.release()
         server.close()
 
