@@ -87,16 +87,19 @@ def test_loop_on_real_digits(tmp_path):
     packed = np.stack([prepare_image(Image.fromarray(d, mode="L"), 32, 1) for d in digits[:256]])
     np.save(paths.images, packed)
     cfg = TrainConfig(epochs=2, batch_size=64, max_images=None, nz=100, ngf=8, ndf=8, lr=2e-4, beta1=0.5,
-                      seed=0, log_every_images=128, device="cpu")
+                      seed=0, log_every_images=128, device="cpu", precision="fp32", channels_last="off",
+                      compile=False, checkpoint_every_images=256, d_wins_steps=500, launcher="single",
+                      nproc_per_node=1)
 
     summary = train("mnist", cfg, 32, paths)
 
-    assert summary == {"images_seen": 512, "epochs": 2, "device": "cpu"}
+    assert summary == {"images_seen": 512, "epochs": 2, "device": "cpu", "precision": "fp32"}
     assert sorted(p.name for p in paths.grids.iterdir()) == ["epoch_001.png", "epoch_002.png"]
     assert Image.open(paths.grids / "epoch_001.png").size == (8 * 34 + 2, 8 * 34 + 2)
     state = load_checkpoint(paths.checkpoint)
     assert state["model_config"] == {"nz": 100, "ngf": 8, "ndf": 8, "image_size": 32, "channels": 1}
     assert state["cur_nimg"] == 512
+    assert state["finished"] is True
     assert {"generator", "discriminator", "opt_g", "opt_d"} <= set(state)
     assert isinstance(load_generator(paths.checkpoint), Generator)
     with open(paths.losses) as handle:

@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 import os
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -56,25 +58,61 @@ def _log_data_report(mlflow, paths: DatasetPaths) -> None:
         )
 
 
+def _relaunch_with_torchrun(args: argparse.Namespace, nproc: int) -> None:
+    """Start one training process per device through torchrun, then exit with its status."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "-m", "dcgan.cli", "train", args.dataset, "--params", args.params,
+    ]
+    log.info("launching %s", " ".join(command))
+    sys.exit(subprocess.run(command).returncode)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     import mlflow
 
     from dcgan.tracking import mlflow_store
+    from dcgan.training import distributed, resume
     from dcgan.training.loop import train
 
     params = _params(args)
+    cfg = params.train[args.dataset]
+    if cfg.launcher == "torchrun" and "LOCAL_RANK" not in os.environ:
+        _relaunch_with_torchrun(args, cfg.nproc_per_node)
     paths = DatasetPaths(args.dataset)
-    uri = mlflow_store.configure()
-    experiment = mlflow.set_experiment(mlflow_store.experiment_name(args.dataset)).experiment_id
-    with mlflow.start_run(experiment_id=experiment, tags={"dataset": args.dataset, "stage": "train"}) as run:
-        mlflow_store.write_run_info(paths.run_info, run.info.run_id, uri)
-        mlflow.log_params(_flat_params(params, args.dataset))
-        mlflow.log_artifact(args.params, "config")
-        _log_data_report(mlflow, paths)
-        summary = train(args.dataset, params.train[args.dataset], params.data_for(args.dataset).image_size, paths, mlflow)
-        mlflow.log_artifact(str(paths.losses), "losses")
-        mlflow.set_tag("device", summary["device"])
-    log.info("MLflow run %s in %s", run.info.run_id, uri)
+    image_size = params.data_for(args.dataset).image_size
+    context, device_name = distributed.setup(cfg.device)
+    try:
+        expected = resume.fingerprint(cfg, image_size, paths)
+        state = resume.find_resumable(paths, expected) if context.is_main else None
+        state = context.broadcast(state)
+        if state is None and context.is_main:
+            resume.clear_outputs(paths)
+        context.barrier()
+        if not context.is_main:
+            train(args.dataset, cfg, image_size, paths, resume_state=state, fingerprint=expected, context=context,
+                  device_name=device_name)
+            return
+        uri = mlflow_store.configure()
+        experiment = mlflow.set_experiment(mlflow_store.experiment_name(args.dataset)).experiment_id
+        # A resumed run continues its MLflow run, so metrics keep one history.
+        run_id = mlflow_store.read_run_id(paths.run_info) if state is not None and paths.run_info.is_file() else None
+        tags = {"dataset": args.dataset, "stage": "train"}
+        with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment, tags=tags) as run:
+            if run_id is None:
+                mlflow_store.write_run_info(paths.run_info, run.info.run_id, uri)
+                mlflow.log_params(_flat_params(params, args.dataset))
+                mlflow.log_artifact(args.params, "config")
+                _log_data_report(mlflow, paths)
+            else:
+                mlflow.set_tag("resumed_at_images", state["cur_nimg"])
+            summary = train(args.dataset, cfg, image_size, paths, mlflow, resume_state=state, fingerprint=expected,
+                            context=context, device_name=device_name)
+            mlflow.log_artifact(str(paths.losses), "losses")
+            mlflow.set_tag("device", summary["device"])
+        log.info("MLflow run %s in %s", run.info.run_id, uri)
+    finally:
+        distributed.teardown(context)
 
 
 def cmd_fid_stats(args: argparse.Namespace) -> None:

@@ -53,5 +53,7 @@ def run_main(main: Callable[[], None]) -> None:
     except UserError as exc:
         if os.environ.get(TRACEBACK_ENV):
             raise
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        # A requested stop (SIGTERM, Ctrl-C) carries the shell's exit code for that signal.
+        exit_code = getattr(exc, "exit_code", 2)
+        print(f"{'stopped' if exit_code != 2 else 'error'}: {exc}", file=sys.stderr)
+        sys.exit(exit_code)

@@ -70,6 +70,13 @@ class TrainConfig:
     seed: int
     log_every_images: int
     device: Literal["auto", "cpu", "cuda"]
+    precision: Literal["auto", "fp32", "bf16"]
+    channels_last: Literal["auto", "on", "off"]
+    compile: bool
+    checkpoint_every_images: int
+    d_wins_steps: int
+    launcher: Literal["single", "torchrun"]
+    nproc_per_node: int
 
 
 @dataclass(frozen=True)
@@ -206,7 +213,8 @@ def _check_sources(data: dict[str, Any]) -> None:
 def _check_positive(params: Params) -> None:
     checks = []
     for dataset, cfg in params.train.items():
-        for name in ("epochs", "batch_size", "nz", "ngf", "ndf", "log_every_images"):
+        for name in ("epochs", "batch_size", "nz", "ngf", "ndf", "log_every_images", "checkpoint_every_images",
+                     "d_wins_steps", "nproc_per_node"):
             checks.append((f"train.{dataset}.{name}", getattr(cfg, name)))
         checks.append((f"train.{dataset}.lr", cfg.lr))
     for dataset, cfg in params.evaluate.items():

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import torch
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from dcgan.errors import UserError
 from dcgan.models import Generator, ModelConfig
@@ -25,12 +26,32 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def load_generator(path: Path) -> Generator:
-    return generator_from_state(load_checkpoint(path))
+def plain_state_dict(state_dict: dict) -> dict:
+    """Drop the ``module.`` prefix that DataParallel and DistributedDataParallel add to every key."""
+    state_dict = dict(state_dict)
+    consume_prefix_in_state_dict_if_present(state_dict, "module.")
+    return state_dict
+
+
+def check_model_config(saved: dict, expected: ModelConfig, path: Path) -> None:
+    """Raise UserError naming the first hyper-parameter where a checkpoint differs from ``expected``."""
+    for name, value in expected.to_dict().items():
+        if saved.get(name) != value:
+            raise UserError(
+                f"{path} was made with {name} = {saved.get(name)!r}, but the current settings give "
+                f"{name} = {value!r}; restore that setting, or start from scratch without this checkpoint"
+            )
+
+
+def load_generator(path: Path, expected: ModelConfig | None = None) -> Generator:
+    state = load_checkpoint(path)
+    if expected is not None:
+        check_model_config(state["model_config"], expected, path)
+    return generator_from_state(state)
 
 
 def generator_from_state(state: dict) -> Generator:
     """Rebuild the generator from a checkpoint's hyper-parameters and weights, in eval mode."""
     generator = Generator(ModelConfig(**state["model_config"]))
-    generator.load_state_dict(state["generator"])
+    generator.load_state_dict(plain_state_dict(state["generator"]))
     return generator.eval()

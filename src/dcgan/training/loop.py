@@ -1,11 +1,12 @@
-"""The training loop: epochs over packed uint8 images, interval logs, per-epoch grid and checkpoint."""
+"""The training loop: packed uint8 images drawn by index, resumable checkpoints, one or many processes."""
 
 from __future__ import annotations
 
 import csv
 import logging
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,11 @@ from dcgan.config import TrainConfig
 from dcgan.errors import UserError
 from dcgan.models import ModelConfig, build_models
 from dcgan.paths import CHANNELS, DatasetPaths
-from dcgan.training.checkpoint import save_checkpoint
+from dcgan.training.checkpoint import check_model_config, plain_state_dict, save_checkpoint
+from dcgan.training.distributed import Distributed
+from dcgan.training.divergence import D_WINS_THRESHOLD, DivergenceMonitor
+from dcgan.training.precision import Precision, choose_precision, make_optimizers, prepare_models
+from dcgan.training.stop_signals import stop_on_signals
 from dcgan.training.train_step import train_step
 
 log = logging.getLogger(__name__)
@@ -26,9 +31,21 @@ GRID_SAMPLES = 64
 LOSS_COLUMNS = ["images_seen", "loss_d", "loss_g", "d_real", "d_fake", "images_per_s"]
 
 
+class TrainingDiverged(UserError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingStopped(UserError):
+    """SIGTERM or Ctrl-C stopped training after a checkpoint was saved."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def select_device(name: str) -> torch.device:
     # NOTE: only the CPU path has run so far; the CUDA branch is untested on a GPU.
-    if name == "cuda" and not torch.cuda.is_available():
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("train.*.device = 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -50,11 +67,18 @@ def to_model_range(batch: torch.Tensor) -> torch.Tensor:
 class LossLog:
     """Interval statistics summed on the device and read back once per interval."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, resume_at: int | None = None) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        kept_rows = []
+        if resume_at is not None and path.is_file():
+            # Rows past the checkpoint come from steps that the resumed run repeats.
+            with open(path, newline="") as handle:
+                kept_rows = [row for row in csv.DictReader(handle) if int(row["images_seen"]) <= resume_at]
         with open(path, "w", newline="") as handle:
-            csv.writer(handle).writerow(LOSS_COLUMNS)
+            writer = csv.DictWriter(handle, LOSS_COLUMNS)
+            writer.writeheader()
+            writer.writerows(kept_rows)
         self.reset()
 
     def reset(self) -> None:
@@ -69,7 +93,9 @@ class LossLog:
         self.steps += 1
         self.images += images
 
-    def flush(self, cur_nimg: int) -> dict[str, float]:
+    def flush(self, cur_nimg: int) -> dict[str, float] | None:
+        if not self.steps:
+            return None
         means = {key: float(value) / self.steps for key, value in self.sums.items()}
         means["images_per_s"] = self.images / max(time.perf_counter() - self.started, 1e-9)
         with open(self.path, "a", newline="") as handle:
@@ -78,96 +104,287 @@ class LossLog:
         return means
 
 
-def train(dataset: str, cfg: TrainConfig, image_size: int, paths: DatasetPaths, tracker=None) -> dict:
-    """Train G and D; write grids, a checkpoint each epoch and the loss log; return a summary."""
-    torch.manual_seed(cfg.seed)
-    device = select_device(cfg.device)
+@dataclass
+class Position:
+    """Progress of a run: epoch, next step within it, images seen, steps taken, and the epoch's order."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    cur_nimg: int = 0
+    step: int = 0
+    order: torch.Tensor | None = None
+
+
+def _precision_from_state(saved: dict) -> Precision:
+    dtype = getattr(torch, saved["autocast_dtype"]) if saved["autocast_dtype"] else None
+    return Precision(autocast_dtype=dtype, channels_last=saved["channels_last"], compile=saved["compile"])
+
+
+def _precision_state(precision: Precision) -> dict:
+    dtype = precision.autocast_dtype
+    return {
+        "autocast_dtype": str(dtype).removeprefix("torch.") if dtype else None,
+        "channels_last": precision.channels_last,
+        "compile": precision.compile,
+    }
+
+
+def train(
+    dataset: str,
+    cfg: TrainConfig,
+    image_size: int,
+    paths: DatasetPaths,
+    tracker=None,
+    *,
+    resume_state: dict | None = None,
+    fingerprint: dict | None = None,
+    context: Distributed | None = None,
+    device_name: str | None = None,
+    on_step: Callable[[int, torch.nn.Module, torch.nn.Module], None] | None = None,
+) -> dict:
+    """Train G and D, resuming ``resume_state`` when given; write grids, checkpoints and loss logs.
+
+    Only rank 0 writes files and logs to ``tracker``. ``on_step(step, generator, discriminator)``
+    runs after every step on every rank.
+    """
+    context = context or Distributed()
+    device = select_device(device_name or cfg.device)
     images = load_images(paths.images, device)
     count = images.shape[0]
-    if count < 2:
-        raise UserError(f"{paths.images} contains {count} image(s); training needs at least 2")
     model_cfg = ModelConfig(cfg.nz, cfg.ngf, cfg.ndf, image_size, CHANNELS[dataset])
     if tuple(images.shape[1:]) != (model_cfg.channels, image_size, image_size):
         raise UserError(
             f"{paths.images} has images of shape {tuple(images.shape[1:])}, expected "
             f"{(model_cfg.channels, image_size, image_size)}; run the preprocess stage again"
         )
-    generator, discriminator = build_models(model_cfg)
-    generator.to(device)
-    discriminator.to(device)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    fixed_noise = torch.randn(GRID_SAMPLES, cfg.nz, 1, 1, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
-
-    batch_size = min(cfg.batch_size, count)
-    batches_per_epoch = count // batch_size
-    total = batches_per_epoch * batch_size * cfg.epochs
+    global_batch = min(cfg.batch_size, count)
+    if global_batch < 2 * context.world_size:
+        raise UserError(f"{paths.images} contains {count} image(s); training needs at least {2 * context.world_size}")
+    if global_batch % context.world_size:
+        raise UserError(
+            f"train.{dataset}.batch_size = {cfg.batch_size} does not split evenly over {context.world_size} "
+            "processes; choose a multiple of the process count"
+        )
+    rank_batch = global_batch // context.world_size
+    batches_per_epoch = count // global_batch
+    total = batches_per_epoch * global_batch * cfg.epochs
     if cfg.max_images is not None:
         total = min(total, cfg.max_images)
-    log.info("training %s on %s: %d images, %d images to see, batch %d", dataset, device, count, total, batch_size)
-    if tracker:
-        tracker.log_params({"device": str(device), "train_images": count, "total_images": total})
 
-    losses = LossLog(paths.losses)
-    epoch_log = LossLog(paths.train / "epoch_losses.csv")
-    paths.grids.mkdir(parents=True, exist_ok=True)
-    cur_nimg, next_log, epoch = 0, cfg.log_every_images, 0
-    progress = tqdm(total=total, desc=f"training {dataset}", unit="img", unit_scale=True)
-    while cur_nimg < total:
-        epoch += 1
-        order = torch.randperm(count, device=device)
-        for start in range(0, batches_per_epoch * batch_size, batch_size):
-            if cur_nimg >= total:
-                break
+    # Weights start identical on every rank; DistributedDataParallel also broadcasts rank 0's.
+    torch.manual_seed(cfg.seed)
+    generator, discriminator = build_models(model_cfg)
+    order_rng = torch.Generator().manual_seed(cfg.seed)
+    position = Position()
+    if resume_state is not None:
+        check_model_config(resume_state["model_config"], model_cfg, paths.checkpoint)
+        generator.load_state_dict(plain_state_dict(resume_state["generator"]))
+        discriminator.load_state_dict(plain_state_dict(resume_state["discriminator"]))
+        precision = _precision_from_state(resume_state["precision"])
+    else:
+        precision = choose_precision(cfg.precision, cfg.channels_last, cfg.compile, device, model_cfg, rank_batch)
+    generator.to(device)
+    discriminator.to(device)
+    generator, discriminator = prepare_models(generator, discriminator, precision)
+    g_step, d_step = context.wrap(generator, device), context.wrap(discriminator, device)
+    opt_g, opt_d = make_optimizers(generator, discriminator, cfg.lr, cfg.beta1, device)
 
-            # Draw a real batch by index and fresh noise.
-            real = to_model_range(images[order[start : start + batch_size]])
-            z = torch.randn(batch_size, cfg.nz, 1, 1, device=device)
+    # Each rank draws its own noise; the epoch order comes from one generator shared by all ranks.
+    torch.manual_seed(cfg.seed + 1 + context.rank)
+    if resume_state is not None:
+        opt_g.load_state_dict(resume_state["opt_g"])
+        opt_d.load_state_dict(resume_state["opt_d"])
+        position = _restore_position(resume_state, context, order_rng, device)
+        log.info("resuming %s from %s at %d images seen", dataset, paths.checkpoint, position.cur_nimg)
 
-            # Update D on real and fake, then G.
-            stats = train_step(generator, discriminator, opt_g, opt_d, real, z)
-            losses.add(stats, batch_size)
-            epoch_log.add(stats, batch_size)
-            cur_nimg += batch_size
-            progress.update(batch_size)
-
-            # Report the interval.
-            if cur_nimg >= next_log or cur_nimg >= total:
-                means = losses.flush(cur_nimg)
-                next_log += cfg.log_every_images
-                _report(means, cur_nimg, total, progress, tracker)
-
-        # Snapshot: fixed-noise grid and checkpoint.
-        epoch_means = epoch_log.flush(cur_nimg)
-        grid_path = _save_grid(generator, fixed_noise, paths.grids / f"epoch_{epoch:03d}.png")
-        save_checkpoint(
-            paths.checkpoint,
-            {
-                "model_config": model_cfg.to_dict(),
-                "train_config": asdict(cfg),
-                "generator": generator.state_dict(),
-                "discriminator": discriminator.state_dict(),
-                "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict(),
-                "epoch": epoch,
-                "cur_nimg": cur_nimg,
-            },
-        )
-        if tracker:
-            tracker.log_metrics({f"epoch_{k}": v for k, v in epoch_means.items()}, step=epoch)
-            tracker.log_artifact(str(grid_path), "grids")
-    progress.close()
-    return {"images_seen": cur_nimg, "epochs": epoch, "device": str(device)}
-
-
-def _report(means: dict[str, float], cur_nimg: int, total: int, progress: tqdm, tracker) -> None:
-    line = (
-        f"kimg {cur_nimg / 1000:9.1f}/{total / 1000:.1f}  loss_d {means['loss_d']:7.4f}  "
-        f"loss_g {means['loss_g']:7.4f}  D(x) {means['d_real']:.3f}  D(G(z)) {means['d_fake']:.3f}  "
-        f"img/s {means['images_per_s']:8.1f}"
+    fixed_noise = torch.randn(GRID_SAMPLES, cfg.nz, 1, 1, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+    main = context.is_main
+    log.info(
+        "training %s on %s with %s: %d images, %d of %d images to see, batch %d over %d process(es)",
+        dataset, device, precision.name, count, total - position.cur_nimg, total, global_batch, context.world_size,
     )
-    progress.write(line)
-    log.debug(line)
+    if tracker and main:
+        tracker.log_params(
+            {"device": str(device), "train_images": count, "total_images": total, "world_size": context.world_size,
+             "precision_used": precision.name}
+        )
+
+    resume_at = position.cur_nimg if resume_state is not None else None
+    losses = LossLog(paths.losses, resume_at) if main else None
+    epoch_log = LossLog(paths.train / "epoch_losses.csv", resume_at) if main else None
+    paths.grids.mkdir(parents=True, exist_ok=True)
+    monitor = DivergenceMonitor(device)
+    d_wins_reported = False
+    next_log = _next_multiple(position.cur_nimg, cfg.log_every_images)
+    next_checkpoint = _next_multiple(position.cur_nimg, cfg.checkpoint_every_images)
+    last_good = resume_state["cur_nimg"] if resume_state is not None else None
+
+    def checkpoint(finished: bool) -> None:
+        nonlocal last_good
+        state = _checkpoint_state(
+            model_cfg, cfg, generator, discriminator, opt_g, opt_d, position, order_rng, precision, context,
+            fingerprint, finished,
+        )
+        if main:
+            save_checkpoint(paths.checkpoint, state)
+        last_good = position.cur_nimg
+
+    def check_health() -> None:
+        nonlocal d_wins_reported
+        first_bad, longest, end = monitor.read()
+        if first_bad is not None:
+            kept_note = (
+                f"the last good checkpoint ({last_good} images seen) is kept at {paths.checkpoint}"
+                if last_good is not None else "no checkpoint was written before it"
+            )
+            raise TrainingDiverged(
+                f"training {dataset} diverged: a loss became NaN or infinite at step {first_bad} "
+                f"({first_bad * global_batch} images seen); {kept_note}. Lower train.{dataset}.lr, "
+                f"or set train.{dataset}.precision: fp32 if it ran in bf16"
+            )
+        if longest >= cfg.d_wins_steps and not d_wins_reported:
+            d_wins_reported = True
+            message = (
+                f"D won outright (D(x) > {D_WINS_THRESHOLD}, D(G(z)) < {1 - D_WINS_THRESHOLD:.2f}) for "
+                f"{longest} steps in a row, up to step {end}; the generator may have stopped learning"
+            )
+            log.warning(message)
+            if tracker and main:
+                tracker.set_tag("d_wins_warning", message)
+                tracker.log_metric("d_wins_steps", longest, step=position.cur_nimg)
+
+    progress = tqdm(
+        total=total, initial=position.cur_nimg, desc=f"training {dataset}", unit="img", unit_scale=True,
+        disable=not main,
+    )
+    with stop_on_signals() as stop:
+        while position.cur_nimg < total:
+            if position.order is None:
+                position.epoch += 1
+                position.step_in_epoch = 0
+                position.order = torch.randperm(count, generator=order_rng).to(device)
+            while position.step_in_epoch < batches_per_epoch and position.cur_nimg < total:
+                # This rank's disjoint slice of the global batch.
+                start = position.step_in_epoch * global_batch + context.rank * rank_batch
+                real = to_model_range(images[position.order[start : start + rank_batch]])
+                if precision.channels_last:
+                    real = real.contiguous(memory_format=torch.channels_last)
+                z = torch.randn(rank_batch, cfg.nz, 1, 1, device=device)
+
+                stats = train_step(g_step, d_step, opt_g, opt_d, real, z, autocast_dtype=precision.autocast_dtype)
+                position.step += 1
+                position.step_in_epoch += 1
+                position.cur_nimg += global_batch
+                monitor.update(position.step, stats)
+                if main:
+                    losses.add(stats, global_batch)
+                    epoch_log.add(stats, global_batch)
+                    progress.update(global_batch)
+                if on_step is not None:
+                    on_step(position.step, generator, discriminator)
+
+                if position.cur_nimg >= next_log or position.cur_nimg >= total:
+                    next_log = _next_multiple(position.cur_nimg, cfg.log_every_images)
+                    check_health()
+                    if main:
+                        _report(losses.flush(position.cur_nimg), position.cur_nimg, progress, tracker)
+                stop_now = _stop_requested(stop, context)
+                if position.cur_nimg >= next_checkpoint or stop_now:
+                    next_checkpoint = _next_multiple(position.cur_nimg, cfg.checkpoint_every_images)
+                    check_health()
+                    checkpoint(finished=False)
+                if stop_now:
+                    progress.close()
+                    signal_name = stop.signal.name if stop else "a signal on another rank"
+                    raise TrainingStopped(
+                        f"training {dataset} stopped by {signal_name} after {position.cur_nimg} images; "
+                        f"checkpoint saved at {paths.checkpoint}; run the same command again to resume",
+                        stop.exit_code if stop else 143,
+                    )
+
+            if position.step_in_epoch >= batches_per_epoch:
+                # End of an epoch: a fixed-noise grid and the epoch's mean losses.
+                position.order = None
+                if main:
+                    epoch_means = epoch_log.flush(position.cur_nimg)
+                    grid_path = _save_grid(generator, fixed_noise, paths.grids / f"epoch_{position.epoch:03d}.png")
+                    if tracker:
+                        if epoch_means:
+                            tracker.log_metrics({f"epoch_{k}": v for k, v in epoch_means.items()}, step=position.epoch)
+                        tracker.log_artifact(str(grid_path), "grids")
+
+    check_health()
+    if main and epoch_log.steps:
+        epoch_log.flush(position.cur_nimg)
+    checkpoint(finished=True)
+    progress.close()
+    return {"images_seen": position.cur_nimg, "epochs": position.epoch, "device": str(device),
+            "precision": precision.name}
+
+
+def _next_multiple(value: int, every: int) -> int:
+    return (value // every + 1) * every
+
+
+def _stop_requested(stop, context: Distributed) -> bool:
+    """Agree across ranks, so that every rank saves and stops after the same step."""
+    if not context.enabled:
+        return bool(stop)
+    return not context.all_true(not stop)
+
+
+def _checkpoint_state(model_cfg, cfg, generator, discriminator, opt_g, opt_d, position, order_rng, precision,
+                      context, fingerprint, finished) -> dict:
+    """Collect everything a resumed run needs to continue exactly where this one is."""
+    rng = context.gather(
+        {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    )
+    return {
+        "model_config": model_cfg.to_dict(),
+        "train_config": asdict(cfg),
+        "fingerprint": fingerprint,
+        "generator": plain_state_dict(generator.state_dict()),
+        "discriminator": plain_state_dict(discriminator.state_dict()),
+        "opt_g": opt_g.state_dict(),
+        "opt_d": opt_d.state_dict(),
+        "precision": _precision_state(precision),
+        "epoch": position.epoch,
+        "step_in_epoch": position.step_in_epoch,
+        "step": position.step,
+        "cur_nimg": position.cur_nimg,
+        "order": position.order.cpu() if position.order is not None else None,
+        "order_rng": order_rng.get_state(),
+        "rng": rng,
+        "world_size": context.world_size,
+        "finished": finished,
+    }
+
+
+def _restore_position(state: dict, context: Distributed, order_rng: torch.Generator, device) -> Position:
+    if state["world_size"] != context.world_size:
+        raise UserError(
+            f"the checkpoint was written by {state['world_size']} process(es) and this run has "
+            f"{context.world_size}; resume with the same process count or start from scratch"
+        )
+    order_rng.set_state(state["order_rng"])
+    rng = state["rng"][context.rank]
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    order = state["order"].to(device) if state["order"] is not None else None
+    return Position(state["epoch"], state["step_in_epoch"], state["cur_nimg"], state["step"], order)
+
+
+def _report(means: dict[str, float] | None, cur_nimg: int, progress: tqdm, tracker) -> None:
+    if means is None:
+        return
+    progress.set_postfix(
+        loss_d=f"{means['loss_d']:.3f}", loss_g=f"{means['loss_g']:.3f}", refresh=False
+    )
+    log.info(
+        "%d images: loss_d %.4f loss_g %.4f D(x) %.3f D(G(z)) %.3f, %.1f images/s",
+        cur_nimg, means["loss_d"], means["loss_g"], means["d_real"], means["d_fake"], means["images_per_s"],
+    )
     if tracker:
         tracker.log_metrics({**means, "images_seen": cur_nimg}, step=cur_nimg)
 
@@ -175,7 +392,7 @@ def _report(means: dict[str, float], cur_nimg: int, total: int, progress: tqdm, 
 @torch.no_grad()
 def _save_grid(generator: torch.nn.Module, fixed_noise: torch.Tensor, path: Path) -> Path:
     generator.eval()
-    fake = generator(fixed_noise).cpu()
+    fake = generator(fixed_noise).float().cpu()
     generator.train()
     save_image(fake, path, nrow=8, normalize=True, value_range=(-1, 1), padding=2)
     return path

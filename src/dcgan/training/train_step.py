@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,16 +16,23 @@ def train_step(
     opt_d: torch.optim.Optimizer,
     real: torch.Tensor,
     z: torch.Tensor,
+    autocast_dtype: torch.dtype | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Update D, then G, on one batch; return detached losses and mean D outputs, still on the device."""
+    """Update D, then G, on one batch; return detached losses and mean D outputs, still on the device.
+
+    With ``autocast_dtype`` set, the forward passes run under ``torch.autocast`` in that
+    dtype; the losses are computed in fp32 from float logits either way.
+    """
     ones = torch.ones(real.shape[0], device=real.device)
     zeros = torch.zeros(real.shape[0], device=real.device)
 
     # Update D: maximize log D(x) + log(1 - D(G(z))), as cross-entropy on logits.
     opt_d.zero_grad(set_to_none=True)
-    logits_real = discriminator(real)
-    fake = generator(z)
-    logits_fake = discriminator(fake.detach())
+    with _autocast(real.device.type, autocast_dtype):
+        logits_real = discriminator(real)
+        fake = generator(z)
+        logits_fake = discriminator(fake.detach())
+    logits_real, logits_fake = logits_real.float(), logits_fake.float()
     loss_d = F.binary_cross_entropy_with_logits(logits_real, ones) + F.binary_cross_entropy_with_logits(
         logits_fake, zeros
     )
@@ -32,8 +41,9 @@ def train_step(
 
     # Update G with the non-saturating loss: maximize log D(G(z)).
     opt_g.zero_grad(set_to_none=True)
-    logits_gen = discriminator(fake)
-    loss_g = F.binary_cross_entropy_with_logits(logits_gen, ones)
+    with _autocast(real.device.type, autocast_dtype):
+        logits_gen = discriminator(fake)
+    loss_g = F.binary_cross_entropy_with_logits(logits_gen.float(), ones)
     loss_g.backward()
     opt_g.step()
 
@@ -43,3 +53,9 @@ def train_step(
         "d_real": torch.sigmoid(logits_real.detach()).mean(),
         "d_fake": torch.sigmoid(logits_fake.detach()).mean(),
     }
+
+
+def _autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, dtype=dtype)
