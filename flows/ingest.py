@@ -7,6 +7,7 @@ starts a temporary local API for the run, so no server is needed.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -66,7 +67,10 @@ def ingest(dataset: str, params_path: str = "params.yaml") -> dict:
     """Fetch one dataset into data/raw, then describe and validate it."""
     params = config.load(Path(params_path))
     cfg, settings = params.data_for(dataset), params.ingest
-    with ingest_lock(DatasetPaths(dataset), settings.lock_timeout_s):
+    paths = DatasetPaths(dataset)
+    with ingest_lock(paths, settings.lock_timeout_s):
+        # A report left by an earlier run would describe other data once this run fails.
+        shutil.rmtree(paths.validation, ignore_errors=True)
         if isinstance(cfg, config.AnimeData) and cfg.source == "kaggle":
             # Task retries with a condition: 5xx and time-outs retry, 4xx fails at once.
             delays = [settings.retry_delay_s * 2**i for i in range(settings.retries)]

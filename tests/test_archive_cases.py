@@ -137,6 +137,9 @@ def test_damaged_jpegs_above_threshold_fail(project, tmp_path):
     assert "2 of 40 image files (5.0%) are quarantined (2 truncated)" in errors[0]
     assert "above ingest.max_bad_fraction = 0.02" in errors[0]
     assert "quarantine.csv" in errors[0]
+    # The GX wording of the same check stays in report.json, out of the error line.
+    assert "failed 1 check(s)" in errors[0]
+    assert "mostly" not in errors[0]
     quarantine = pd.read_csv(project / "data/validation/anime/quarantine.csv")
     assert cut_name in set(quarantine["name"])
 
@@ -247,7 +250,8 @@ def test_cut_user_zip_rejected_and_kept(project, tmp_path):
     result = run(["python", "flows/ingest.py", "anime"], cwd=project, check=False)
 
     assert result.returncode == 2
-    assert f"data.anime.path = '{cut}': not a zip archive" in result.stderr
+    assert f"data.anime.path = '{cut}': not a complete zip archive" in result.stderr
+    assert "copy or download it again" in result.stderr
     assert "Traceback" not in result.stderr
     assert cut.is_file()
     assert not (project / "data/raw/anime/archive.zip").exists()

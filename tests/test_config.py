@@ -39,7 +39,7 @@ def test_committed_params_are_valid():
         (lambda p: p["train"]["anime"].update(lr="fast"), ["train.anime.lr", "'fast'", "a number"]),
         (lambda p: p["train"]["mnist"].update(epoch=3), ["unknown key train.mnist.epoch", "epochs"]),
         (lambda p: p["data"]["mnist"].update(image_size=48), ["data.mnist.image_size", "48", "32, 64, 128"]),
-        (lambda p: p["data"]["anime"].update(source="archive"), ["data.anime.path", "None", "archive"]),
+        (lambda p: p["data"]["anime"].update(source="archive"), ["data.anime.path = null", "the Kaggle zip", "archive"]),
         (lambda p: p["train"]["mnist"].update(epochs=0), ["train.mnist.epochs", "0", "above 0"]),
         (lambda p: p["train"].update(cifar=p["train"]["mnist"]), ["unknown dataset train.cifar", "mnist, anime"]),
     ],

@@ -108,6 +108,13 @@ class Params:
 DATA_TYPES = {"mnist": MnistData, "anime": AnimeData}
 
 
+def _shown(value: Any) -> str:
+    """Write a value as params.yaml spells it: null, true, 'text', 3."""
+    if value is None or isinstance(value, bool):
+        return yaml.safe_dump(value).split("\n")[0]
+    return repr(value)
+
+
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     if annotation is int:
@@ -158,7 +165,7 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
         if isinstance(value, annotation) and not (annotation is int and isinstance(value, bool)):
             return value
     raise ConfigError(
-        f"params.yaml: {key} = {value!r} is invalid: expected {_type_name(annotation)}"
+        f"params.yaml: {key} = {_shown(value)} is invalid: expected {_type_name(annotation)}"
     )
 
 
@@ -205,8 +212,9 @@ def _check_sources(data: dict[str, Any]) -> None:
         needs_path = cfg.source in ("dir", "archive")
         if needs_path and not cfg.path:
             raise ConfigError(
-                f"params.yaml: data.{dataset}.path = {cfg.path!r} is invalid: "
-                f"source {cfg.source!r} needs the path of the input"
+                f"params.yaml: data.{dataset}.path = {_shown(cfg.path)} is invalid: "
+                f"source {cfg.source!r} reads its input from that path; set data.{dataset}.path to "
+                + ("the folder of *-ubyte.gz files" if cfg.source == "dir" else "the Kaggle zip or a folder of images")
             )
 
 
@@ -225,7 +233,7 @@ def _check_positive(params: Params) -> None:
     for key, value in [("ingest.retries", ingest.retries), ("ingest.retry_delay_s", ingest.retry_delay_s),
                        ("ingest.workers", ingest.workers)]:
         if value < 0:
-            raise ConfigError(f"params.yaml: {key} = {value!r} is invalid: expected 0 or more")
+            raise ConfigError(f"params.yaml: {key} = {value!r} is invalid: expected 0 or more (workers: 0 uses every core)")
     if not 0 <= ingest.max_bad_fraction < 1:
         raise ConfigError(
             f"params.yaml: ingest.max_bad_fraction = {ingest.max_bad_fraction!r} is invalid: "

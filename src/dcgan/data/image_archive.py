@@ -66,14 +66,22 @@ def list_entries(archive_path: Path) -> list[Entry]:
     return [Entry(info.filename, info.file_size, skip_reason(info.filename, info.file_size)) for info in infos]
 
 
+def check_zip(path: Path, label: str) -> None:
+    """Raise UserError unless ``path`` is a complete zip whose entries all stay inside its folder."""
+    if not zipfile.is_zipfile(path):
+        raise UserError(
+            f"{label}: not a complete zip archive (no zip directory at its end, so it may be cut short, still "
+            "downloading, or another kind of file); copy or download it again, or give a folder of images"
+        )
+    list_entries(path)
+
+
 def store_archive(source: Path, dest: Path) -> Path:
     """Copy a zip, or pack a folder of files into a stored zip, at ``dest`` (via a temporary name)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     if source.is_file():
-        if not zipfile.is_zipfile(source):
-            raise UserError(f"data.anime.path = {str(source)!r}: not a zip archive; give a .zip or a folder")
-        list_entries(source)
+        check_zip(source, f"data.anime.path = {str(source)!r}")
         shutil.copyfile(source, partial)
     else:
         files = sorted(p for p in source.rglob("*") if p.is_file() and not p.is_symlink())

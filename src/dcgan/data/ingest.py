@@ -50,7 +50,7 @@ def fetch_raw(dataset: str, cfg: MnistData | AnimeData, settings: IngestConfig, 
 
 
 def check_inputs(dataset: str, cfg: MnistData | AnimeData) -> None:
-    """Reject a missing input path before the flow starts."""
+    """Reject a missing input path, or a damaged or unsafe zip, before the flow starts."""
     if cfg.source not in ("dir", "archive"):
         return
     path = Path(cfg.path)
@@ -63,6 +63,9 @@ def check_inputs(dataset: str, cfg: MnistData | AnimeData) -> None:
         raise UserError(
             f"data.{dataset}.path = {cfg.path!r}: not found; point it at the Kaggle zip or a folder of images"
         )
+    if cfg.source == "archive" and path.is_file():
+        # Reading the zip's directory takes milliseconds, so a cut or unsafe zip fails before Prefect starts.
+        image_archive.check_zip(path, f"data.{dataset}.path = {cfg.path!r}")
 
 
 def build_manifest(dataset: str, cfg: MnistData | AnimeData, settings: IngestConfig, paths: DatasetPaths) -> pd.DataFrame:
