@@ -28,6 +28,8 @@ from pathlib import Path
 
 import yaml
 
+from machine import cpu_name
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -62,17 +64,6 @@ def one_run(root: Path, archive: Path, workers: int) -> tuple[float, float, dict
     preprocess = timed([str(BIN / "dcgan"), "preprocess", "anime"], project)
     report = json.loads((project / "data/validation/anime/report.json").read_text())
     return ingest, preprocess, report
-
-
-def cpu_name() -> str:
-    """Return the CPU model from /proc/cpuinfo, or the architecture where that file is missing."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def main() -> None:

@@ -182,7 +182,11 @@ def train(
         discriminator.load_state_dict(plain_state_dict(resume_state["discriminator"]))
         precision = _precision_from_state(resume_state["precision"])
     else:
-        precision = choose_precision(cfg.precision, cfg.channels_last, cfg.compile, device, model_cfg, rank_batch)
+        # Rank 0 measures and every rank uses its choice, so that all ranks share one memory layout.
+        choice = None
+        if context.is_main:
+            choice = choose_precision(cfg.precision, cfg.channels_last, cfg.compile, device, model_cfg, rank_batch)
+        precision = context.broadcast(choice)
     generator.to(device)
     discriminator.to(device)
     generator, discriminator = prepare_models(generator, discriminator, precision)

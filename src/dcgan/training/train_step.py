@@ -40,11 +40,14 @@ def train_step(
     opt_d.step()
 
     # Update G with the non-saturating loss: maximize log D(G(z)).
+    # Backpropagating only into G's parameters skips D's weight gradients, which the next D
+    # update would discard with zero_grad anyway. G's gradients stay the same bit for bit,
+    # and the step ran 8-14 % faster on a 2-core CPU at 64×64, batch 128 (docs/training_speed.md).
     opt_g.zero_grad(set_to_none=True)
-    with _autocast(real.device.type, autocast_dtype):
+    with _autocast(real.device.type, autocast_dtype), _no_gradient_sync(discriminator):
         logits_gen = discriminator(fake)
     loss_g = F.binary_cross_entropy_with_logits(logits_gen.float(), ones)
-    loss_g.backward()
+    loss_g.backward(inputs=list(generator.parameters()))
     opt_g.step()
 
     return {
@@ -53,6 +56,17 @@ def train_step(
         "d_real": torch.sigmoid(logits_real.detach()).mean(),
         "d_fake": torch.sigmoid(logits_fake.detach()).mean(),
     }
+
+
+def _no_gradient_sync(module: nn.Module) -> contextlib.AbstractContextManager:
+    """Return DDP's ``no_sync()`` for a DistributedDataParallel module, else a no-op context.
+
+    A DDP forward outside ``no_sync`` waits for a gradient of every parameter in the next
+    backward, and the G update's backward computes none for D.
+    """
+    if isinstance(module, nn.parallel.DistributedDataParallel):
+        return module.no_sync()
+    return contextlib.nullcontext()
 
 
 def _autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
