@@ -196,6 +196,8 @@ def test_winning_discriminator_is_reported(tmp_path, caplog):
             generator.main[-2].weight.zero_()
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # Set the experiment here: MLflow remembers the one an earlier test used in another store.
+    mlflow.set_experiment("d-wins")
     with caplog.at_level(logging.WARNING, logger="dcgan.training.loop"), mlflow.start_run() as run:
         train("mnist", cfg, 32, paths, mlflow, on_step=cripple)
 

@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -59,13 +58,28 @@ def _log_data_report(mlflow, paths: DatasetPaths) -> None:
 
 
 def _relaunch_with_torchrun(args: argparse.Namespace, nproc: int) -> None:
-    """Start one training process per device through torchrun, then exit with its status."""
+    """Replace this process with torchrun, which starts one training process per device.
+
+    Replacing it, rather than waiting on a child, lets SIGTERM and Ctrl-C reach torchrun,
+    which passes them to the training processes so they save a checkpoint.
+    """
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
         "-m", "dcgan.cli", "train", args.dataset, "--params", args.params,
     ]
     log.info("launching %s", " ".join(command))
-    sys.exit(subprocess.run(command).returncode)
+    for handler in logging.getLogger("dcgan").handlers:
+        handler.flush()
+    os.execv(sys.executable, command)
+
+
+def _check_batch_split(dataset: str, batch_size: int, processes: int) -> None:
+    """Reject a global batch that does not split evenly, before any output is touched."""
+    if batch_size % processes:
+        raise config.ConfigError(
+            f"params.yaml: train.{dataset}.batch_size = {batch_size} does not split evenly over {processes} "
+            "processes; choose a multiple of the process count"
+        )
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -78,7 +92,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     params = _params(args)
     cfg = params.train[args.dataset]
     if cfg.launcher == "torchrun" and "LOCAL_RANK" not in os.environ:
+        _check_batch_split(args.dataset, cfg.batch_size, cfg.nproc_per_node)
         _relaunch_with_torchrun(args, cfg.nproc_per_node)
+    _check_batch_split(args.dataset, cfg.batch_size, int(os.environ.get("WORLD_SIZE", "1")))
     paths = DatasetPaths(args.dataset)
     image_size = params.data_for(args.dataset).image_size
     context, device_name = distributed.setup(cfg.device)
@@ -105,7 +121,8 @@ def cmd_train(args: argparse.Namespace) -> None:
                 mlflow.log_artifact(args.params, "config")
                 _log_data_report(mlflow, paths)
             else:
-                mlflow.set_tag("resumed_at_images", state["cur_nimg"])
+                # A metric with a step keeps every resume point of the run.
+                mlflow.log_metric("resumed_at_images", state["cur_nimg"], step=state["cur_nimg"])
             summary = train(args.dataset, cfg, image_size, paths, mlflow, resume_state=state, fingerprint=expected,
                             context=context, device_name=device_name)
             mlflow.log_artifact(str(paths.losses), "losses")

@@ -47,7 +47,7 @@ class AnimeData:
 
 @dataclass(frozen=True)
 class IngestConfig:
-    """How downloads retry and time out, how ingests share a dataset, and how many bad files are tolerated."""
+    """Ingest settings: download retries and time-outs, the per-dataset lock, decode workers, the bad-file share."""
 
     timeout_s: float
     retries: int
@@ -152,6 +152,9 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
             pass
     elif origin is Literal:
         allowed = typing.get_args(annotation)
+        if isinstance(value, bool) and {"on", "off"} <= set(allowed):
+            # YAML 1.1 reads unquoted on and off as booleans.
+            return "on" if value else "off"
         if value in allowed and type(value) is type(allowed[allowed.index(value)]):
             return value
     elif origin is list:

@@ -83,6 +83,9 @@ def setup(device_name: str) -> tuple[Distributed, str]:
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     log.info("rank %d of %d (local rank %d) joined the %s process group", rank, world_size, local_rank, backend)
+    if rank != 0:
+        # Rank 0 reports progress for the whole job, so other ranks log only warnings and errors.
+        logging.getLogger("dcgan").setLevel(logging.WARNING)
     return Distributed(rank, local_rank, world_size), device_name
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torchvision.utils import save_image
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dcgan.config import TrainConfig
 from dcgan.errors import UserError
@@ -257,65 +258,70 @@ def train(
                 tracker.set_tag("d_wins_warning", message)
                 tracker.log_metric("d_wins_steps", longest, step=position.cur_nimg)
 
+    def end_epoch() -> None:
+        """Close an epoch: a fixed-noise grid and the epoch's mean losses."""
+        position.order = None
+        if not main:
+            return
+        epoch_means = epoch_log.flush(position.cur_nimg)
+        grid_path = _save_grid(generator, fixed_noise, paths.grids / f"epoch_{position.epoch:03d}.png")
+        if tracker:
+            if epoch_means:
+                tracker.log_metrics({f"epoch_{k}": v for k, v in epoch_means.items()}, step=position.epoch)
+            tracker.log_artifact(str(grid_path), "grids")
+
     progress = tqdm(
         total=total, initial=position.cur_nimg, desc=f"training {dataset}", unit="img", unit_scale=True,
         disable=not main,
     )
-    with stop_on_signals() as stop:
+    # Log lines go above the progress bar instead of breaking it.
+    with stop_on_signals() as stop, logging_redirect_tqdm(loggers=[logging.getLogger("dcgan")]):
         while position.cur_nimg < total:
             if position.order is None:
                 position.epoch += 1
                 position.step_in_epoch = 0
                 position.order = torch.randperm(count, generator=order_rng).to(device)
-            while position.step_in_epoch < batches_per_epoch and position.cur_nimg < total:
-                # This rank's disjoint slice of the global batch.
-                start = position.step_in_epoch * global_batch + context.rank * rank_batch
-                real = to_model_range(images[position.order[start : start + rank_batch]])
-                if precision.channels_last:
-                    real = real.contiguous(memory_format=torch.channels_last)
-                z = torch.randn(rank_batch, cfg.nz, 1, 1, device=device)
 
-                stats = train_step(g_step, d_step, opt_g, opt_d, real, z, autocast_dtype=precision.autocast_dtype)
-                position.step += 1
-                position.step_in_epoch += 1
-                position.cur_nimg += global_batch
-                monitor.update(position.step, stats)
+            # This rank's disjoint slice of the global batch.
+            start = position.step_in_epoch * global_batch + context.rank * rank_batch
+            real = to_model_range(images[position.order[start : start + rank_batch]])
+            if precision.channels_last:
+                real = real.contiguous(memory_format=torch.channels_last)
+            z = torch.randn(rank_batch, cfg.nz, 1, 1, device=device)
+
+            stats = train_step(g_step, d_step, opt_g, opt_d, real, z, autocast_dtype=precision.autocast_dtype)
+            position.step += 1
+            position.step_in_epoch += 1
+            position.cur_nimg += global_batch
+            monitor.update(position.step, stats)
+            if main:
+                losses.add(stats, global_batch)
+                epoch_log.add(stats, global_batch)
+                progress.update(global_batch)
+            if on_step is not None:
+                on_step(position.step, generator, discriminator)
+
+            if position.cur_nimg >= next_log or position.cur_nimg >= total:
+                next_log = _next_multiple(position.cur_nimg, cfg.log_every_images)
+                check_health()
                 if main:
-                    losses.add(stats, global_batch)
-                    epoch_log.add(stats, global_batch)
-                    progress.update(global_batch)
-                if on_step is not None:
-                    on_step(position.step, generator, discriminator)
-
-                if position.cur_nimg >= next_log or position.cur_nimg >= total:
-                    next_log = _next_multiple(position.cur_nimg, cfg.log_every_images)
-                    check_health()
-                    if main:
-                        _report(losses.flush(position.cur_nimg), position.cur_nimg, progress, tracker)
-                stop_now = _stop_requested(stop, context)
-                if position.cur_nimg >= next_checkpoint or stop_now:
-                    next_checkpoint = _next_multiple(position.cur_nimg, cfg.checkpoint_every_images)
-                    check_health()
-                    checkpoint(finished=False)
-                if stop_now:
-                    progress.close()
-                    signal_name = stop.signal.name if stop else "a signal on another rank"
-                    raise TrainingStopped(
-                        f"training {dataset} stopped by {signal_name} after {position.cur_nimg} images; "
-                        f"checkpoint saved at {paths.checkpoint}; run the same command again to resume",
-                        stop.exit_code if stop else 143,
-                    )
-
+                    _report(losses.flush(position.cur_nimg), position.cur_nimg, progress, tracker)
             if position.step_in_epoch >= batches_per_epoch:
-                # End of an epoch: a fixed-noise grid and the epoch's mean losses.
-                position.order = None
-                if main:
-                    epoch_means = epoch_log.flush(position.cur_nimg)
-                    grid_path = _save_grid(generator, fixed_noise, paths.grids / f"epoch_{position.epoch:03d}.png")
-                    if tracker:
-                        if epoch_means:
-                            tracker.log_metrics({f"epoch_{k}": v for k, v in epoch_means.items()}, step=position.epoch)
-                        tracker.log_artifact(str(grid_path), "grids")
+                end_epoch()
+
+            stop_now = _stop_requested(stop, context)
+            if (position.cur_nimg >= next_checkpoint or stop_now) and position.cur_nimg < total:
+                next_checkpoint = _next_multiple(position.cur_nimg, cfg.checkpoint_every_images)
+                check_health()
+                checkpoint(finished=False)
+            if stop_now and position.cur_nimg < total:
+                progress.close()
+                signal_name = stop.signal.name if stop else "a signal on another rank"
+                raise TrainingStopped(
+                    f"training {dataset} stopped by {signal_name} after {position.cur_nimg} images; "
+                    f"checkpoint saved at {paths.checkpoint}; run the same command again to resume",
+                    stop.exit_code if stop else 143,
+                )
 
     check_health()
     if main and epoch_log.steps:

@@ -52,6 +52,7 @@ def find_resumable(paths: DatasetPaths, expected: dict) -> dict | None:
         return None
     state = load_checkpoint(paths.checkpoint)
     if state.get("finished", True):
+        log.info("starting from scratch: %s is from a finished run, which this run replaces", paths.checkpoint)
         return None
     saved = state.get("fingerprint")
     if saved is None:
