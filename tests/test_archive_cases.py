@@ -1,4 +1,4 @@
-"""Broken and unusual archives, built from the real anime sample: what is refused, skipped, quarantined."""
+"""Broken and unusual archives, built from the real anime sample: what is rejected, skipped, quarantined."""
 
 from __future__ import annotations
 

@@ -178,15 +178,15 @@ def test_hang_times_out_then_next_mirror(mirrors, dest):
 
 def test_refused_connection_is_retried(mirrors, dest, caplog):
     good = mirrors()
-    refused = closed_port_url()
+    closed = closed_port_url()
 
     with caplog.at_level(logging.WARNING, logger="dcgan.data.http_download"):
-        download_labels(dest, [refused, good.url], settings(retries=1))
+        download_labels(dest, [closed, good.url], settings(retries=1))
 
     assert names_in(dest) == [LABELS]
     assert good.count(LABELS) == 1
-    assert f"{refused}{LABELS}: connection failed (Connection refused); retry 1 of 1" in caplog.text
-    assert f"{refused}{LABELS}: connection failed (Connection refused) on all 2 attempts" in caplog.text
+    assert f"{closed}{LABELS}: connection failed (Connection refused); retry 1 of 1" in caplog.text
+    assert f"{closed}{LABELS}: connection failed (Connection refused) on all 2 attempts" in caplog.text
 
 
 def test_stalled_body_times_out(mirrors, dest):

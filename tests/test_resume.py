@@ -150,9 +150,9 @@ def test_nan_loss_stops_and_keeps_checkpoint(tmp_path):
     message = str(info.value)
     assert "a loss became NaN or infinite at step 6 (192 images seen)" in message
     assert "the last good checkpoint (128 images seen) is kept" in message
-    kept = load_checkpoint(paths.checkpoint)
-    assert kept["cur_nimg"] == 128
-    assert all(torch.isfinite(t).all() for t in kept["discriminator"].values() if t.is_floating_point())
+    saved = load_checkpoint(paths.checkpoint)
+    assert saved["cur_nimg"] == 128
+    assert all(torch.isfinite(t).all() for t in saved["discriminator"].values() if t.is_floating_point())
 
 
 def test_mismatched_checkpoint_names_parameter(tmp_path):

@@ -14,4 +14,4 @@ class DataValidationError(UserError):
 
 
 class TransientDownloadError(UserError):
-    """A download failed in a way that may pass on a retry: a 5xx answer, a time-out, a dropped connection."""
+    """A download failed in a way that may pass on a retry: a 5xx response, a time-out, a dropped connection."""

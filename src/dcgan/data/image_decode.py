@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 BACKGROUND = (255, 255, 255)
-# A side above this is refused before decoding, as is anything Pillow calls a decompression bomb.
+# A side above this is rejected before decoding, as is anything Pillow calls a decompression bomb.
 MAX_SIDE = 4096
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 

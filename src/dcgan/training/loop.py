@@ -22,7 +22,7 @@ from dcgan.paths import CHANNELS, DatasetPaths
 from dcgan.training.checkpoint import check_model_config, plain_state_dict, save_checkpoint
 from dcgan.training.distributed import Distributed
 from dcgan.training.divergence import D_WINS_THRESHOLD, DivergenceMonitor
-from dcgan.training.precision import Precision, choose_precision, make_optimizers, prepare_models
+from dcgan.training.precision import choose_precision, make_optimizers, prepare_models
 from dcgan.training.stop_signals import stop_on_signals
 from dcgan.training.train_step import train_step
 
@@ -116,20 +116,6 @@ class Position:
     order: torch.Tensor | None = None
 
 
-def _precision_from_state(saved: dict) -> Precision:
-    dtype = getattr(torch, saved["autocast_dtype"]) if saved["autocast_dtype"] else None
-    return Precision(autocast_dtype=dtype, channels_last=saved["channels_last"], compile=saved["compile"])
-
-
-def _precision_state(precision: Precision) -> dict:
-    dtype = precision.autocast_dtype
-    return {
-        "autocast_dtype": str(dtype).removeprefix("torch.") if dtype else None,
-        "channels_last": precision.channels_last,
-        "compile": precision.compile,
-    }
-
-
 def train(
     dataset: str,
     cfg: TrainConfig,
@@ -181,7 +167,7 @@ def train(
         check_model_config(resume_state["model_config"], model_cfg, paths.checkpoint)
         generator.load_state_dict(plain_state_dict(resume_state["generator"]))
         discriminator.load_state_dict(plain_state_dict(resume_state["discriminator"]))
-        precision = _precision_from_state(resume_state["precision"])
+        precision = resume_state["precision"]
     else:
         # Rank 0 measures and every rank uses its choice, so that all ranks share one memory layout.
         choice = None
@@ -357,7 +343,7 @@ def _checkpoint_state(model_cfg, cfg, generator, discriminator, opt_g, opt_d, po
         "discriminator": plain_state_dict(discriminator.state_dict()),
         "opt_g": opt_g.state_dict(),
         "opt_d": opt_d.state_dict(),
-        "precision": _precision_state(precision),
+        "precision": precision,
         "epoch": position.epoch,
         "step_in_epoch": position.step_in_epoch,
         "step": position.step,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 from dataclasses import asdict
@@ -73,6 +72,3 @@ def clear_outputs(paths: DatasetPaths) -> None:
         shutil.rmtree(paths.train)
     paths.losses.unlink(missing_ok=True)
 
-
-def resume_summary(state: dict) -> str:
-    return json.dumps({"images_seen": state["cur_nimg"], "epoch": state["epoch"]})
