@@ -51,7 +51,7 @@ def test_scores_stored_with_protocol(paths):
     protocol = scores["protocol"]
     assert protocol["generated_count"] == 50
     assert protocol["real_count"] == 60
-    assert protocol["kid_subset_size"] == 50
+    assert protocol["kid_subset_size"] == 25
     assert protocol["real_stats_cached"] is True
     assert protocol["resize"].startswith("bilinear to 299x299")
     assert len(protocol["weights_sha256"]) == 64

@@ -21,11 +21,11 @@ def test_dvc_repro_whole_pipeline(project):
     for dataset in ("mnist", "anime"):
         scores = values[f"data/metrics/{dataset}/metrics.json"]["data"]
         assert scores["kid_mean"] > 0
-        assert scores["kid_std"] >= 0
+        assert scores["kid_std"] > 0
         assert scores["generated_count"] == 40
         assert scores["real_count"] == 40
         assert scores["protocol"]["real_stats_cached"] is True
-        assert scores["protocol"]["kid_subset_size"] == 40
+        assert scores["protocol"]["kid_subset_size"] == 20
         assert scores["images_seen"] > 0
         side = 32 if dataset == "mnist" else 64
         grid = Image.open(project / f"data/eval/{dataset}/samples.png")

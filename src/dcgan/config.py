@@ -250,10 +250,11 @@ def _check_positive(params: Params) -> None:
         if value <= 0:
             raise ConfigError(f"params.yaml: {key} = {value!r} is invalid: expected a value above 0")
     for dataset, cfg in params.evaluate.items():
-        if cfg.real_count < 2 or cfg.generated_count < 2 or cfg.kid_subset_size < 2:
+        # KID subsets need 2 images at least, and take half the smaller count when it is below kid_subset_size.
+        if cfg.real_count < 4 or cfg.generated_count < 4 or cfg.kid_subset_size < 2:
             raise ConfigError(
-                f"params.yaml: evaluate.{dataset} real_count, generated_count and kid_subset_size must be at least 2 "
-                f"(got {cfg.real_count}, {cfg.generated_count} and {cfg.kid_subset_size})"
+                f"params.yaml: evaluate.{dataset} real_count and generated_count must be at least 4 and "
+                f"kid_subset_size at least 2 (got {cfg.real_count}, {cfg.generated_count} and {cfg.kid_subset_size})"
             )
 
 

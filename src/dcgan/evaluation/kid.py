@@ -7,6 +7,7 @@ score a few hundred images can still compare generators.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -29,16 +30,25 @@ class KidScore:
 def kernel_inception_distance(
     real: torch.Tensor, generated: torch.Tensor, subsets: int, subset_size: int, seed: int
 ) -> KidScore:
-    """Return KID over ``subsets`` random subsets of min(subset_size, both counts) images, reproducible by ``seed``."""
-    size = min(subset_size, real.shape[0], generated.shape[0])
+    """Return KID over ``subsets`` random subsets of ``subset_size`` images, reproducible by ``seed``.
+
+    When a set has fewer than ``subset_size`` images, subsets take half the smaller
+    count: subsets as large as the whole set would all be equal, and the standard
+    deviation would be 0 whatever the data.
+    """
+    smaller = min(real.shape[0], generated.shape[0])
+    size = subset_size if smaller >= subset_size else smaller // 2
     if size < 2:
         raise UserError(
-            f"KID needs at least 2 real and 2 generated images, got {real.shape[0]} real and "
+            f"KID needs at least 4 real and 4 generated images, got {real.shape[0]} real and "
             f"{generated.shape[0]} generated; raise evaluate.<dataset>.real_count and generated_count"
         )
-    metric = KernelInceptionDistance(
-        feature=PrecomputedFeatures(real.shape[1]), subsets=subsets, subset_size=size, reset_real_features=False
-    )
+    with warnings.catch_warnings():
+        # torchmetrics warns that KID keeps every feature in memory; the caller already holds them all.
+        warnings.filterwarnings("ignore", message=".*will save all extracted features", category=UserWarning)
+        metric = KernelInceptionDistance(
+            feature=PrecomputedFeatures(real.shape[1]), subsets=subsets, subset_size=size, reset_real_features=False
+        )
     metric.update(real, real=True)
     metric.update(generated, real=False)
     # torchmetrics draws the subsets with the global generator; fork it so the seed does not leak.
