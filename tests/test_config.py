@@ -42,7 +42,7 @@ def test_committed_params_are_valid():
         (lambda p: p["data"]["anime"].update(source="archive"), ["data.anime.path = null", "the Kaggle zip", "archive"]),
         (lambda p: p["train"]["mnist"].update(epochs=0), ["train.mnist.epochs", "0", "above 0"]),
         (lambda p: p["train"].update(cifar=p["train"]["mnist"]), ["unknown dataset train.cifar", "mnist, anime"]),
-        (lambda p: p["evaluate"]["mnist"].update(real_count=3), ["evaluate.mnist", "at least 4", "got 3"]),
+        (lambda p: p["evaluate"]["mnist"].update(real_count=3), ["evaluate.mnist.real_count = 3", "at least 4"]),
         (lambda p: p["register"].update(metric="is"), ["register.metric", "'is'", "'fid', 'kid_mean'"]),
     ],
     ids=["unknown-dataset", "unknown-source", "missing-key", "wrong-type-int", "wrong-type-float",

@@ -104,8 +104,13 @@ def test_version_uri_matches_alias(store, tmp_path):
         (["--model", "models:/dcgan-mnist@champion", "-n", "0", "--out", "g.png"], ["-n 0: "]),
         (["--model", "models:/dcgan-mnist@champion", "--out", "x.jpg"],
          ["--out x.jpg: unsupported output type", "a .png file for one grid", "a path ending in /"]),
+        (["--model", "models:/dcgan-mnist@champion", "--out", "missing/g.png"],
+         ["--out missing/g.png: the folder", "missing does not exist", "create it first"]),
+        (["--model", "models:/dcgan-mnist@champion", "--out", "mlruns/mlflow.db/g.png"],
+         ["is not a directory"]),
     ],
-    ids=["missing-alias", "unknown-model", "missing-version", "runs-uri", "zero-images", "jpg-out"],
+    ids=["missing-alias", "unknown-model", "missing-version", "runs-uri", "zero-images", "jpg-out", "missing-folder",
+         "file-as-folder"],
 )
 def test_bad_request_one_line_error(store, args, expected):
     result = generate_cli(store, *args, check=False)
@@ -118,6 +123,7 @@ def test_bad_request_one_line_error(store, args, expected):
     for fragment in expected:
         assert fragment in lines[0], fragment
     assert not (store / "g.png").exists()
+    assert not (store / "missing").exists()
 
 
 def test_missing_store_rejected(tmp_path):

@@ -89,8 +89,8 @@ def test_auto_promotes_first_version(client):
     decision = auto_promote(client, NAME, first, actor="pipeline")
 
     assert decision.promoted
-    assert decision.previous_version is None
-    assert decision.previous_score is None
+    assert decision.champion_version is None
+    assert decision.champion_score is None
     assert aliases(client) == {"champion": first}
 
 
@@ -102,8 +102,8 @@ def test_auto_keeps_champion_on_worse(client):
     decision = auto_promote(client, NAME, worse, actor="pipeline")
 
     assert not decision.promoted
-    assert decision.previous_version == first
-    assert decision.previous_score == 50.0
+    assert decision.champion_version == first
+    assert decision.champion_score == 50.0
     assert "does not beat" in decision.reason
     assert aliases(client) == {"champion": first}
 
@@ -127,8 +127,8 @@ def test_auto_promotes_better_sets_previous(client):
     decision = auto_promote(client, NAME, better, actor="pipeline")
 
     assert decision.promoted
-    assert decision.previous_version == first
-    assert decision.previous_score == 50.0
+    assert decision.champion_version == first
+    assert decision.champion_score == 50.0
     assert decision.score == 40.0
     assert aliases(client) == {"champion": better, "previous": first}
     tags = client.get_model_version(NAME, better).tags
@@ -282,8 +282,11 @@ def test_rollback_restores_previous(client):
     assert replaced_tags["rolled_back_reason"] == "artifacts in samples"
     assert "rolled_back_at" in replaced_tags
     restored_tags = client.get_model_version(NAME, first).tags
-    assert restored_tags["promoted_by"] == "bob"
-    assert restored_tags["promoted_from"] == second
+    assert restored_tags["restored_by"] == "bob"
+    assert restored_tags["restored_from"] == second
+    assert restored_tags["restored_reason"] == "artifacts in samples"
+    assert restored_tags["promoted_by"] == "alice"
+    assert restored_tags["promoted_reason"] == "first"
 
 
 def test_rollback_twice_fails(client):

@@ -38,7 +38,7 @@ def add_parsers(sub) -> None:
     rollback.add_argument(
         "--reason",
         default=DEFAULT_ROLLBACK_REASON,
-        help=f"why the champion rolls back; stored in rolled_back_reason and promoted_reason "
+        help=f"why the champion rolls back; stored in rolled_back_reason and restored_reason "
         f"(default: {DEFAULT_ROLLBACK_REASON})",
     )
     rollback.add_argument("--alias", default="champion", help=alias_help)

@@ -251,11 +251,13 @@ def _check_positive(params: Params) -> None:
             raise ConfigError(f"params.yaml: {key} = {value!r} is invalid: expected a value above 0")
     for dataset, cfg in params.evaluate.items():
         # KID subsets need 2 images at least, and take half the smaller count when it is below kid_subset_size.
-        if cfg.real_count < 4 or cfg.generated_count < 4 or cfg.kid_subset_size < 2:
-            raise ConfigError(
-                f"params.yaml: evaluate.{dataset} real_count and generated_count must be at least 4 and "
-                f"kid_subset_size at least 2 (got {cfg.real_count}, {cfg.generated_count} and {cfg.kid_subset_size})"
-            )
+        for name, minimum in (("real_count", 4), ("generated_count", 4), ("kid_subset_size", 2)):
+            value = getattr(cfg, name)
+            if value < minimum:
+                raise ConfigError(
+                    f"params.yaml: evaluate.{dataset}.{name} = {value!r} is invalid: expected at least {minimum}, "
+                    "because KID needs subsets of 2 images or more"
+                )
 
 
 def parse(raw: Any) -> Params:

@@ -53,15 +53,24 @@ class OutputTarget:
 
 
 def parse_output(out: str) -> OutputTarget:
-    """Decide from ``--out`` whether to write one grid or one PNG per image."""
+    """Decide from ``--out`` whether to write one grid or one PNG per image, and check where it goes.
+
+    The folder that receives the grid file or the image directory must exist already,
+    so a typo in a path fails before the model loads instead of creating folders.
+    """
     if out.endswith(("/", os.sep)) or Path(out).is_dir():
         path = Path(out)
         if path.exists() and not path.is_dir():
             raise UserError(f"--out {out}: {path} exists and is not a directory. Give {ACCEPTED_OUT}.")
-        return OutputTarget(path, is_directory=True)
-    if Path(out).suffix.lower() == ".png":
-        return OutputTarget(Path(out), is_directory=False)
-    raise UserError(f"--out {out}: unsupported output type. Give {ACCEPTED_OUT}.")
+        target = OutputTarget(path, is_directory=True)
+    elif Path(out).suffix.lower() == ".png":
+        target = OutputTarget(Path(out), is_directory=False)
+    else:
+        raise UserError(f"--out {out}: unsupported output type. Give {ACCEPTED_OUT}.")
+    parent = target.path.resolve().parent
+    if not parent.is_dir():
+        raise UserError(f"--out {out}: the folder {parent} does not exist or is not a directory; create it first")
+    return target
 
 
 def select_device(requested: str) -> torch.device:
@@ -268,5 +277,8 @@ def generate(model_uri: str, n: int, out: str, seed: int | None = None, device: 
     if seed is None:
         seed = torch.Generator().seed()
     fake = sample(generator, nz, n, seed, torch_device)
-    where = write_output(fake, target)
+    try:
+        where = write_output(fake, target)
+    except OSError as exc:
+        raise UserError(f"--out {out}: writing the images failed: {exc}") from None
     return f"wrote {n} images from {ref.describe()} {where} (seed {seed}, device {torch_device.type})"

@@ -47,13 +47,13 @@ class AliasMove:
 
 @dataclass(frozen=True)
 class AutoDecision:
-    """The pipeline's decision on a new version: its score, the champion's score and why."""
+    """The pipeline's decision on a new version: its score, the champion it was ranked against (before the decision) and why."""
 
     promoted: bool
     version: str
     score: float | None
-    previous_version: str | None
-    previous_score: float | None
+    champion_version: str | None
+    champion_score: float | None
     reason: str
 
 
@@ -179,7 +179,7 @@ def rollback(client, name: str, *, actor: str, reason: str, alias: str = CHAMPIO
 
     Removing the mark makes a second rollback fail instead of flipping back. The version
     that loses the alias gets ``rolled_back_by``, ``rolled_back_at`` and
-    ``rolled_back_reason`` tags. Raises UserError when no version has the ``previous`` alias.
+    ``rolled_back_reason`` tags, and the restored version gets ``restored_*`` tags. Raises UserError when no version has the ``previous`` alias.
     """
     aliases = _aliases(client, name)
     reason = _checked_text(reason, "reason", f"why {name} rolls back its {alias} alias")
@@ -192,7 +192,8 @@ def rollback(client, name: str, *, actor: str, reason: str, alias: str = CHAMPIO
             f"promote a version by hand with `dcgan promote {_dataset(name)} VERSION --reason TEXT`"
         )
 
-    move = _move_alias(client, name, restored, alias, actor=actor, reason=reason, keep_previous=False)
+    move = _move_alias(client, name, restored, alias, actor=actor, reason=reason, keep_previous=False,
+                       tag_prefix="restored")
     client.delete_registered_model_alias(name, mark)
     replaced = move.replaced_version
     if replaced is not None and replaced != restored:
@@ -205,8 +206,10 @@ def rollback(client, name: str, *, actor: str, reason: str, alias: str = CHAMPIO
 
 
 def _move_alias(client, name: str, version: str, alias: str, *, actor: str, reason: str,
-                keep_previous: bool) -> AliasMove:
-    """Point ``alias`` at ``version`` and tag it with promoted_by, promoted_reason, promoted_at and promoted_from.
+                keep_previous: bool, tag_prefix: str = "promoted") -> AliasMove:
+    """Point ``alias`` at ``version`` and tag it with <prefix>_by, _reason, _at and _from.
+
+    Rollbacks use the prefix ``restored``, so the version keeps the record of its original promotion.
 
     With ``keep_previous`` the replaced version gets the previous alias first, so a failure
     between the two calls leaves the champion unchanged.
@@ -223,12 +226,14 @@ def _move_alias(client, name: str, version: str, alias: str, *, actor: str, reas
     if keep_previous and replaced is not None:
         client.set_registered_model_alias(name, previous_alias(alias), replaced)
     client.set_registered_model_alias(name, alias, version)
-    client.set_model_version_tag(name, version, "promoted_by", actor)
-    client.set_model_version_tag(name, version, "promoted_reason", reason)
-    client.set_model_version_tag(name, version, "promoted_at", at)
-    client.set_model_version_tag(name, version, "promoted_from", replaced or "none")
-    log.info("%s: %s moved from version %s to version %s by %s: %s", name, alias, replaced or "none", version, actor,
-             reason)
+    client.set_model_version_tag(name, version, f"{tag_prefix}_by", actor)
+    client.set_model_version_tag(name, version, f"{tag_prefix}_reason", reason)
+    client.set_model_version_tag(name, version, f"{tag_prefix}_at", at)
+    client.set_model_version_tag(name, version, f"{tag_prefix}_from", replaced or "none")
+    if replaced is None:
+        log.info("%s: %s set to version %s by %s: %s", name, alias, version, actor, reason)
+    else:
+        log.info("%s: %s moved from version %s to version %s by %s: %s", name, alias, replaced, version, actor, reason)
     return AliasMove(name, alias, version, replaced, True, actor, reason, at)
 
 
@@ -261,10 +266,10 @@ def _unscored_reason(name: str, version: str, tags: dict[str, str]) -> str:
     )
 
 
-def _decide(name: str, version: str, score: float | None, previous_version: str | None,
-            previous_score: float | None, promoted: bool, reason: str) -> AutoDecision:
+def _decide(name: str, version: str, score: float | None, champion_version: str | None,
+            champion_score: float | None, promoted: bool, reason: str) -> AutoDecision:
     log.info("%s version %s %s: %s", name, version, "promoted" if promoted else "not promoted", reason)
-    return AutoDecision(promoted, version, score, previous_version, previous_score, reason)
+    return AutoDecision(promoted, version, score, champion_version, champion_score, reason)
 
 
 def _aliases(client, name: str) -> dict[str, str]:
