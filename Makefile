@@ -16,7 +16,15 @@ DEMO_PARAMS := -S data.mnist.source=bundled -S train.mnist.epochs=12 -S train.mn
 
 .PHONY: install demo test clean-outputs
 
+# The browser tests drive Debian's Chromium (/usr/bin/chromium) with Playwright. Installing it needs root.
 install: $(VENV)/.installed
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "Installing Debian's chromium and chromium-driver for the browser tests"; \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } || { \
+			echo "error: apt-get failed to install chromium and chromium-driver, which tests/test_mlflow_ui.py needs at /usr/bin/chromium." >&2; \
+			echo "Install them as root (apt-get install chromium chromium-driver) and run make install again." >&2; \
+			exit 1; }; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
