@@ -109,7 +109,9 @@ def _describe_score(version: str, tags: dict[str, str]) -> str:
 def _model_name(dataset: str) -> str:
     if dataset not in config.DATASETS:
         raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(config.DATASETS)}")
-    return f"dcgan-{dataset}"
+    from dcgan.tracking.promotion import MODEL_PREFIX
+
+    return f"{MODEL_PREFIX}{dataset}"
 
 
 def _actor() -> str:

@@ -44,7 +44,7 @@ def kernel_inception_distance(
             f"{generated.shape[0]} generated; raise evaluate.<dataset>.real_count and generated_count"
         )
     with warnings.catch_warnings():
-        # torchmetrics warns that KID keeps every feature in memory; the caller already holds them all.
+        # torchmetrics warns that KID keeps every feature in memory, but the caller has them all in memory already.
         warnings.filterwarnings("ignore", message=".*will save all extracted features", category=UserWarning)
         metric = KernelInceptionDistance(
             feature=PrecomputedFeatures(real.shape[1]), subsets=subsets, subset_size=size, reset_real_features=False

@@ -17,7 +17,7 @@ SCORE_METRICS = ("fid", "kid_mean")
 
 @dataclass(frozen=True)
 class ScoreProtocol:
-    """How a FID and KID pair was measured."""
+    """Measurement settings of one FID and KID pair."""
 
     feature_extractor: str
     weights_sha256: str
